@@ -1,0 +1,132 @@
+"""Discover the project's pipelines and compile them to ``build/pipelines/<name>.yaml``."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from kfp import compiler
+from kfp.dsl.graph_component import GraphComponent
+
+from vertexkit import params
+from vertexkit.config import ProjectConfig
+
+PIPELINES_DIR = "pipelines"
+OUTPUT_DIR = Path("build") / "pipelines"
+
+
+class PipelineError(ValueError):
+    """A pipeline cannot be found, imported or compiled."""
+
+
+def discover(project_dir: str | Path) -> dict[str, Path]:
+    """Pipeline files by name: every ``pipelines/<name>.py`` not starting with an underscore."""
+    folder = Path(project_dir) / PIPELINES_DIR
+    return {p.stem: p for p in sorted(folder.glob("*.py")) if not p.name.startswith("_")}
+
+
+def load_pipeline(project_dir: str | Path, name: str) -> GraphComponent:
+    """Import ``pipelines/<name>.py`` and return the one ``@dsl.pipeline`` it defines."""
+    files = discover(project_dir)
+    if name not in files:
+        raise PipelineError(
+            f"no pipeline named {name!r} in {PIPELINES_DIR}/ "
+            f"(available: {', '.join(files) or 'none'})"
+        )
+    path = files[name]
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    module_name = f"_vertexkit_pipeline_{digest}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise PipelineError(
+            f"{PIPELINES_DIR}/{path.name}: import failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    found = [obj for obj in vars(module).values() if isinstance(obj, GraphComponent)]
+    # Pipelines imported from elsewhere (e.g. used as sub-pipelines) do not count.
+    own = [p for p in found if getattr(p.pipeline_func, "__module__", None) == module_name]
+    if len(own) != 1:
+        names = ", ".join(p.name for p in own) or "none"
+        raise PipelineError(
+            f"{PIPELINES_DIR}/{path.name}: expected exactly one @dsl.pipeline function, "
+            f"found {len(own)} ({names})"
+        )
+    return own[0]
+
+
+def pipeline_spec(pipeline: GraphComponent) -> dict[str, Any]:
+    """The pipeline's IR as a dict (what the compiled YAML holds)."""
+    return json_format.MessageToDict(pipeline.pipeline_spec)
+
+
+def configured_parameters(
+    config: ProjectConfig, name: str, pipeline: GraphComponent, overrides: dict[str, str] | None
+) -> dict[str, Any]:
+    """Parameter values from config and ``--param`` overrides, checked against the pipeline."""
+    specs = params.parameter_specs(pipeline_spec(pipeline))
+    configured = config.pipeline_parameters(name, set(specs))
+    sources = {
+        key: f"{config.source_of('pipelines', name, 'parameters', key)}: "
+        f"pipelines.{name}.parameters.{key}"
+        if key in config.pipeline(name).parameters
+        else f"{config.source_of('parameters', key)}: parameters.{key}"
+        for key in configured
+    }
+    return params.resolve(specs, configured, overrides or {}, pipeline=name, config_source=sources)
+
+
+def check_config_pipelines(config: ProjectConfig, pipelines: dict[str, GraphComponent]) -> None:
+    """Fail when the config names a pipeline that has no file, or a parameter nobody declares."""
+    for name in config.pipelines:
+        if name not in pipelines:
+            raise PipelineError(
+                f"{config.source_of('pipelines', name)}: pipelines.{name}: no pipeline "
+                f"{PIPELINES_DIR}/{name}.py (available: {', '.join(pipelines) or 'none'})"
+            )
+    declared: set[str] = set()
+    for pipeline in pipelines.values():
+        declared.update(params.parameter_specs(pipeline_spec(pipeline)))
+    for key in config.parameters:
+        if key not in declared:
+            raise PipelineError(
+                f"{config.source_of('parameters', key)}: parameters.{key}: no pipeline "
+                "declares this parameter"
+            )
+
+
+def compile_pipelines(
+    project_dir: str | Path,
+    config: ProjectConfig,
+    names: list[str] | None = None,
+    output_dir: str | Path | None = None,
+) -> list[Path]:
+    """Compile the named pipelines (all by default) with their configured parameter values."""
+    project_dir = Path(project_dir)
+    out = Path(output_dir) if output_dir else project_dir / OUTPUT_DIR
+    pipelines = {name: load_pipeline(project_dir, name) for name in discover(project_dir)}
+    check_config_pipelines(config, pipelines)
+    unknown = [name for name in names or [] if name not in pipelines]
+    if unknown:
+        raise PipelineError(
+            f"no pipeline named {unknown[0]!r} in {PIPELINES_DIR}/ "
+            f"(available: {', '.join(pipelines) or 'none'})"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in names or list(pipelines):
+        values = configured_parameters(config, name, pipelines[name], None)
+        target = out / f"{name}.yaml"
+        compiler.Compiler().compile(
+            pipeline_func=pipelines[name], package_path=str(target), pipeline_parameters=values
+        )
+        written.append(target)
+    return written

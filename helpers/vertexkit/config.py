@@ -1,0 +1,292 @@
+"""Project configuration: ``config/base.yaml``, one overlay per environment, environment variables.
+
+Later sources win: ``config/base.yaml`` < ``config/<env>.yaml`` < ``VERTEXKIT__SECTION__KEY``
+environment variables (values are read as YAML scalars, so ``true`` and ``3`` keep their type).
+Every error names the file (or variable) that set the offending field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from vertexkit import naming
+
+BASE_FILE = "base.yaml"
+ENV_PREFIX = "VERTEXKIT__"
+ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
+IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+Path_ = tuple[str, ...]
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GcpConfig(_Strict):
+    """Where the environment's resources live."""
+
+    project_id: str
+    region: str
+
+    @field_validator("project_id")
+    @classmethod
+    def _project_id(cls, value: str) -> str:
+        if problem := naming.project_id_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if problem := naming.region_problem(value):
+            raise ValueError(problem)
+        return value
+
+
+class PipelineConfig(_Strict):
+    """Settings of one pipeline in ``pipelines/``."""
+
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    enable_caching: bool = False
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameter_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_identifiers(value, "parameter")
+
+
+class LocalConfig(_Strict):
+    """Settings of ``invoke run --local``."""
+
+    output_dir: str = "build/local"
+
+
+class ProjectConfig(_Strict):
+    """The validated configuration of one environment (or of local runs: base.yaml alone)."""
+
+    name: str = Field(min_length=1)
+    naming_prefix: str
+    gcp: GcpConfig
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters given to every pipeline that declares them.",
+    )
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    local: LocalConfig = Field(default_factory=LocalConfig)
+
+    _environment: str = PrivateAttr(default="local")
+    _sources: dict[Path_, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("naming_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        # The bucket-length rule needs the project id and is checked in load_config.
+        if not naming.PREFIX_RE.match(value) or len(value) > naming.MAX_PREFIX_LENGTH:
+            raise ValueError(naming.prefix_problem(value, "a" * 6))
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameter_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_identifiers(value, "parameter")
+
+    @field_validator("pipelines")
+    @classmethod
+    def _pipeline_names(cls, value: dict[str, PipelineConfig]) -> dict[str, PipelineConfig]:
+        return _check_identifiers(value, "pipeline")
+
+    @property
+    def environment(self) -> str:
+        """The environment this config was loaded for (``local`` for base.yaml alone)."""
+        return self._environment
+
+    def source_of(self, *path: str) -> str:
+        """The file or variable that set ``path`` (or the nearest enclosing section)."""
+        for end in range(len(path), 0, -1):
+            if source := self._sources.get(tuple(path[:end])):
+                return source
+        return f"config/{BASE_FILE}"
+
+    def pipeline_parameters(self, pipeline: str, declared: set[str]) -> dict[str, Any]:
+        """Configured values for ``pipeline``: shared parameters it declares, then its own."""
+        values = {k: v for k, v in self.parameters.items() if k in declared}
+        if pipeline in self.pipelines:
+            values.update(self.pipelines[pipeline].parameters)
+        return values
+
+    def pipeline(self, name: str) -> PipelineConfig:
+        return self.pipelines.get(name, PipelineConfig())
+
+
+def _check_identifiers(value: dict[str, Any], kind: str) -> dict[str, Any]:
+    for key in value:
+        if not IDENTIFIER_RE.match(str(key)):
+            raise ValueError(
+                f"{key!r} is not a valid {kind} name: lowercase letters, digits and underscores, "
+                "not starting with a digit"
+            )
+    return value
+
+
+def environments(project_dir: str | Path) -> list[str]:
+    """Environments that have an overlay file in ``config/``."""
+    config_dir = Path(project_dir) / "config"
+    return sorted(p.stem for p in config_dir.glob("*.yaml") if p.name != BASE_FILE)
+
+
+def load_config(
+    project_dir: str | Path,
+    env: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ProjectConfig:
+    """Load and validate the configuration of ``env`` (None: base.yaml alone, for local runs)."""
+    project_dir = Path(project_dir)
+    environ = os.environ if environ is None else environ
+    base = project_dir / "config" / BASE_FILE
+    if not base.is_file():
+        raise ConfigError(f"config/{BASE_FILE} not found in {project_dir}: not a vertexkit project")
+
+    sources: dict[Path_, str] = {}
+    merged: dict[str, Any] = {}
+    _merge(merged, _read_yaml(base, f"config/{BASE_FILE}"), f"config/{BASE_FILE}", (), sources)
+    if env is not None:
+        known = environments(project_dir)
+        if env not in known:
+            raise ConfigError(
+                f"unknown environment {env!r}: no config/{env}.yaml "
+                f"(available: {', '.join(known) or 'none'})"
+            )
+        label = f"config/{env}.yaml"
+        _merge(merged, _read_yaml(project_dir / label, label), label, (), sources)
+    for name, path, value in _environment_overrides(environ):
+        _merge(merged, _nest(path, value), f"environment variable {name}", (), sources)
+
+    try:
+        config = ProjectConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, sources)) from None
+    if problem := naming.prefix_problem(config.naming_prefix, config.gcp.project_id):
+        raise ConfigError(f"{_source(sources, ('naming_prefix',))}: naming_prefix: {problem}")
+    config._environment = env or "local"
+    config._sources = sources
+    return config
+
+
+def _read_yaml(path: Path, label: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"{label}: invalid YAML{where}: {exc.problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def _merge(
+    into: dict[str, Any], new: dict[str, Any], label: str, prefix: Path_, sources: dict
+) -> None:
+    """Deep-merge ``new`` into ``into``, recording which file set each key."""
+    for key, value in new.items():
+        path = (*prefix, str(key))
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            sources.setdefault(path, label)
+            _merge(into[key], value, label, path, sources)
+        else:
+            into[key] = value
+            for known in [p for p in sources if p[: len(path)] == path]:
+                del sources[known]
+            sources[path] = label
+            if isinstance(value, dict):
+                _record(value, label, path, sources)
+
+
+def _record(value: dict[str, Any], label: str, prefix: Path_, sources: dict) -> None:
+    for key, item in value.items():
+        sources[(*prefix, str(key))] = label
+        if isinstance(item, dict):
+            _record(item, label, (*prefix, str(key)), sources)
+
+
+def _environment_overrides(environ: Mapping[str, str]) -> list[tuple[str, Path_, Any]]:
+    overrides = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if not all(path):
+            raise ConfigError(f"environment variable {name}: empty section name")
+        try:
+            value = yaml.safe_load(environ[name])
+        except yaml.YAMLError:
+            value = environ[name]
+        overrides.append((name, path, value))
+    return overrides
+
+
+def _nest(path: Path_, value: Any) -> dict[str, Any]:
+    for key in reversed(path):
+        value = {key: value}
+    return value
+
+
+def _source(sources: dict[Path_, str], loc: Path_) -> str:
+    for end in range(len(loc), 0, -1):
+        if label := sources.get(loc[:end]):
+            return label
+    return f"config/{BASE_FILE}"
+
+
+def _describe(exc: ValidationError, sources: dict[Path_, str]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        field = ".".join(loc) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown setting {loc[-1]!r}" + _suggest(loc)
+        elif error["type"] == "missing":
+            message = "required setting is missing"
+        lines.append(f"{_source(sources, loc)}: {field}: {message}")
+    count = len(lines)
+    header = f"invalid configuration ({count} problem{'s' if count > 1 else ''}):"
+    return "\n".join([header, *(f"  {line}" for line in lines)])
+
+
+def _suggest(loc: Path_) -> str:
+    """Suggest the nearest valid key for an unknown one, from the models' fields."""
+    model: type[BaseModel] | None = ProjectConfig
+    parents = list(loc[:-1])
+    while parents and model is not None:
+        name = parents.pop(0)
+        annotation = model.model_fields[name].annotation if name in model.model_fields else None
+        if annotation is dict[str, PipelineConfig]:
+            if parents:
+                parents.pop(0)
+            model = PipelineConfig
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            model = None
+    if model is None:
+        return ""
+    valid = sorted(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (valid: {', '.join(valid)})"

@@ -1,0 +1,106 @@
+"""Google Cloud naming rules shared by the config models (the copier questions mirror them)."""
+
+from __future__ import annotations
+
+import re
+
+# Regions where Vertex AI Pipelines runs.
+VERTEX_PIPELINES_REGIONS: tuple[str, ...] = (
+    "africa-south1",
+    "asia-east1",
+    "asia-east2",
+    "asia-northeast1",
+    "asia-northeast2",
+    "asia-northeast3",
+    "asia-south1",
+    "asia-southeast1",
+    "asia-southeast2",
+    "australia-southeast1",
+    "australia-southeast2",
+    "europe-central2",
+    "europe-north1",
+    "europe-southwest1",
+    "europe-west1",
+    "europe-west2",
+    "europe-west3",
+    "europe-west4",
+    "europe-west6",
+    "europe-west8",
+    "europe-west9",
+    "europe-west12",
+    "me-central1",
+    "me-central2",
+    "me-west1",
+    "northamerica-northeast1",
+    "northamerica-northeast2",
+    "southamerica-east1",
+    "southamerica-west1",
+    "us-central1",
+    "us-east1",
+    "us-east4",
+    "us-east5",
+    "us-south1",
+    "us-west1",
+    "us-west2",
+    "us-west3",
+    "us-west4",
+)
+
+PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$|^[a-z]$")
+
+# Suffixes the template appends to the naming prefix; the longest decides the prefix limit.
+SERVICE_ACCOUNT_SUFFIXES = ("-pipelines", "-submitter", "-deployer")
+SERVICE_ACCOUNT_MAX = 30
+BUCKET_MAX = 63
+MAX_PREFIX_LENGTH = SERVICE_ACCOUNT_MAX - max(len(s) for s in SERVICE_ACCOUNT_SUFFIXES)
+
+
+def project_id_problem(value: str) -> str | None:
+    """Return why ``value`` is not a valid Google Cloud project id, or None."""
+    if PROJECT_ID_RE.match(value):
+        return None
+    return (
+        f"{value!r} is not a valid project id: 6 to 30 characters of lowercase letters, "
+        "digits and hyphens, starting with a letter and not ending with a hyphen"
+    )
+
+
+def region_problem(value: str) -> str | None:
+    """Return why ``value`` is not a Vertex AI Pipelines region, or None."""
+    if value in VERTEX_PIPELINES_REGIONS:
+        return None
+    valid = ", ".join(VERTEX_PIPELINES_REGIONS)
+    return f"{value!r} is not a Vertex AI Pipelines region; valid regions: {valid}"
+
+
+def prefix_problem(prefix: str, project_id: str) -> str | None:
+    """Return why resource names built from ``prefix`` would break GCP limits, or None."""
+    if not PREFIX_RE.match(prefix) or "--" in prefix:
+        return (
+            f"{prefix!r} is not a valid naming prefix: lowercase letters, digits and single "
+            "hyphens, starting with a letter and not ending with a hyphen"
+        )
+    if len(prefix) > MAX_PREFIX_LENGTH:
+        longest = prefix + max(SERVICE_ACCOUNT_SUFFIXES, key=len)
+        return (
+            f"{prefix!r} is too long: service account id {longest!r} would exceed "
+            f"{SERVICE_ACCOUNT_MAX} characters; use at most {MAX_PREFIX_LENGTH} characters"
+        )
+    bucket = pipeline_bucket(project_id, prefix)
+    if len(bucket) > BUCKET_MAX:
+        return (
+            f"bucket name {bucket!r} would exceed {BUCKET_MAX} characters; "
+            "choose a shorter naming prefix"
+        )
+    return None
+
+
+def pipeline_bucket(project_id: str, prefix: str) -> str:
+    """Name of the bucket that holds pipeline roots and compiled templates."""
+    return f"{project_id}-{prefix}-pipelines"
+
+
+def service_account_email(project_id: str, prefix: str, role: str) -> str:
+    """E-mail of one of the template's service accounts (role: pipelines, submitter, deployer)."""
+    return f"{prefix}-{role}@{project_id}.iam.gserviceaccount.com"

@@ -1,0 +1,36 @@
+"""The pipelines compile, and run end to end on the local runner with the sample data."""
+
+from pathlib import Path
+
+import yaml
+from vertexkit.compile import compile_pipelines
+from vertexkit.config import load_config
+from vertexkit.local import run_local
+from vertexkit.models import LocalModelRegistry
+
+
+def test_every_pipeline_compiles(project_dir: Path, tmp_path: Path) -> None:
+    written = compile_pipelines(project_dir, load_config(project_dir), output_dir=tmp_path)
+    assert {path.stem for path in written} == {"training", "prediction"}
+    for path in written:
+        spec = yaml.safe_load(path.read_text())
+        assert spec["root"]["dag"]["tasks"], f"{path.name} has no tasks"
+
+
+def test_training_then_prediction_locally(project_dir: Path, local_outputs: Path, capsys) -> None:
+    registry = local_outputs / "registry"
+    overrides = {"model_registry": str(registry), "n_estimators": "50"}
+    trained = run_local(project_dir, "training", overrides)
+
+    assert all(task.status == "SUCCESS" for task in trained.tasks)
+    assert trained.outputs["metrics"].metadata["roc_auc"] > 0.9
+    model_name = load_config(project_dir).parameters["model_name"]
+    champion = LocalModelRegistry(registry, model_name).champion()
+    assert champion is not None and champion.version == 1
+
+    predicted = run_local(project_dir, "prediction", {"model_registry": str(registry)})
+    scored = Path(predicted.outputs["predictions"].path).read_text().splitlines()
+    source = (project_dir / "data" / "score.csv").read_text().splitlines()
+    assert len(scored) == len(source)  # one prediction per row, plus the header line
+    assert "predicted_class" in scored[0]
+    assert "[6/6]" in capsys.readouterr().out
