@@ -227,7 +227,13 @@ def summary(run: LocalRun, project_dir: str | Path) -> str:
                     cells = " ".join(f"{int(cell):>5}" for cell in row["row"])
                     lines.append(f"    {label:<12} {cells}")
         elif isinstance(value, dsl.Artifact):
-            lines.append(f"  {name}: {_relative(Path(value.path), root)}")
+            details = ", ".join(
+                f"{key}={item}"
+                for key, item in value.metadata.items()
+                if isinstance(item, str | int | float) and len(str(item)) <= 40
+            )
+            suffix = f" ({details})" if details else ""
+            lines.append(f"  {name}: {_relative(Path(value.path), root)}{suffix}")
         else:
             lines.append(f"  {name}: {value}")
     if run.run_dir:

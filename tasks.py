@@ -1,0 +1,91 @@
+"""Tasks of the vertexkit repository; `python3 dev.py TASK` runs them in .venv."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from invoke import Context, task
+from invoke.exceptions import Exit
+
+ROOT = Path(__file__).resolve().parent
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12")
+DEMO_ANSWERS = {"gcp_project_id": "acme-ml-dev"}
+
+
+def render(dest: Path, answers: dict[str, object]) -> None:
+    """Render the template from this checkout (its working tree, edits included)."""
+    from copier import run_copy
+
+    extra = {"vcs_ref": "HEAD"} if (ROOT / ".git").exists() else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # copier warns that uncommitted edits are included
+        run_copy(
+            str(ROOT),
+            dest,
+            data=answers,
+            defaults=True,
+            overwrite=True,
+            unsafe=True,
+            quiet=True,
+            **extra,
+        )
+
+
+@task(help={"dest": "where to render the demo project (default: build/demo)"})
+def demo(c: Context, dest: str = "build/demo") -> None:
+    """Render a project with default answers and run its pipelines on the local runner."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if version not in SUPPORTED_PYTHONS:
+        raise Exit(f"the demo needs Python {', '.join(SUPPORTED_PYTHONS)}; this is {version}", 2)
+    target = (ROOT / dest).resolve()
+    print(f"==> rendering the template into {target.relative_to(ROOT)} (Python {version})")
+    render(target, {**DEMO_ANSWERS, "python_version": version})
+
+    venv_bin = target / ".venv" / "bin"
+    if not (venv_bin / "python").exists():
+        print("==> creating the project's virtual environment")
+        subprocess.run([sys.executable, "-m", "venv", str(target / ".venv")], check=True)
+    print("==> installing the project (pip install -e '.[dev]'; the first time takes a minute)")
+    subprocess.run(
+        [
+            str(venv_bin / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--editable",
+            ".[dev]",
+        ],
+        cwd=target,
+        check=True,
+    )
+    with c.cd(str(target)):
+        for pipeline in ("training", "prediction"):
+            print(f"==> invoke run --local --pipeline {pipeline}", flush=True)
+            c.run(f"{venv_bin / 'invoke'} run --local --pipeline {pipeline}", pty=False)
+    print(
+        f"\nThe demo project is in {target.relative_to(ROOT)}; its README explains what is where."
+    )
+
+
+@task(help={"args": "extra pytest arguments, e.g. '-m \"not slow\"' or '-k render'"})
+def test(c: Context, args: str = "") -> None:
+    """Run the whole test suite: vertexkit, the render matrix and generated projects."""
+    c.run(f"{sys.executable} -m pytest -n 2 {args}".strip(), pty=False)
+
+
+@task
+def lint(c: Context) -> None:
+    """Ruff (lint and format check) over the repository."""
+    c.run(f"{sys.executable} -m ruff check .", pty=False)
+    c.run(f"{sys.executable} -m ruff format --check .", pty=False)
+
+
+@task
+def docs(c: Context) -> None:
+    """Build the documentation site into site/ (warnings are errors)."""
+    c.run(f"{sys.executable} -m mkdocs build --strict --site-dir site", pty=False)

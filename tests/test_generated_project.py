@@ -1,0 +1,99 @@
+"""Generated projects installed the way their README says, then tested and run locally.
+
+A representative set: together the variants cover every value of every choice question
+(python_version 3.10, 3.11, 3.12; environments dev, staging, prod).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.template_support import find_python, render
+
+VARIANTS = {
+    "defaults": {"python_version": "3.11"},
+    "staging-only-py310": {
+        "python_version": "3.10",
+        "environments": ["staging"],
+        "project_name": "Fraud Scoring",
+        "gcp_region": "europe-west4",
+    },
+    "all-envs-py312": {
+        "python_version": "3.12",
+        "environments": ["dev", "staging", "prod"],
+        "project_name": "Churn",
+        "package_name": "churn_components",
+        "naming_prefix": "churn",
+    },
+}
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERTEXKIT__")}
+    env["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    env.pop("VIRTUAL_ENV", None)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (
+        f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n"
+        f"{result.stderr[-4000:]}"
+    )
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_generated_project_end_to_end(tmp_path: Path, variant: str) -> None:
+    answers = VARIANTS[variant]
+    python = find_python(answers["python_version"])
+    if python is None:
+        pytest.skip(f"no Python {answers['python_version']} interpreter on this machine")
+    project = render(tmp_path / variant, answers)
+
+    # The README's install command, in the project's own virtual environment.
+    _run([python, "-m", "venv", ".venv"], project)
+    _run([".venv/bin/python", "-m", "pip", "install", "--quiet", "-e", ".[dev]"], project)
+
+    tests = _run([".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider"], project)
+    assert " passed" in tests.stdout and "failed" not in tests.stdout
+
+    compiled = _run([".venv/bin/invoke", "compile"], project)
+    assert "build/pipelines/training.yaml" in compiled.stdout
+    assert (project / "build/pipelines/prediction.yaml").is_file()
+
+    # A wrong type fails before anything runs, naming the parameter and the expected type.
+    rejected = subprocess.run(
+        [".venv/bin/invoke", "run", "--local", "--pipeline", "training", "--param", "seed=abc"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert rejected.returncode == 1
+    assert "parameter 'seed' expects int, got 'abc'" in rejected.stderr
+    assert not (project / "build/local").exists()
+
+    trained = _run(
+        [".venv/bin/invoke", "run", "--local", "--pipeline", "training", "--param", "seed=7"],
+        project,
+    )
+    assert "[6/6]" in trained.stdout and "roc_auc" in trained.stdout
+    predicted = _run([".venv/bin/invoke", "run", "--local", "--pipeline", "prediction"], project)
+    assert "[4/4]" in predicted.stdout and "predictions:" in predicted.stdout
+    registry = next((project / "build/local/registry").iterdir())
+    champion = json.loads((registry / "champion.json").read_text())
+    assert champion["version"] == 1
+
+    for env in answers.get("environments", ["dev", "prod"]):
+        shown = _run([".venv/bin/invoke", "config", "--env", env], project)
+        assert f"# environment: {env}" in shown.stdout
+
+    if variant == "defaults":
+        # `invoke lint` runs the pre-commit hooks, which need a git repository.
+        _run(["git", "init", "-q"], project)
+        _run(["git", "add", "-A"], project)
+        linted = _run([".venv/bin/invoke", "lint"], project)
+        assert "ruff" in (linted.stdout + linted.stderr).lower()
