@@ -123,7 +123,7 @@ def test_run_unknown_pipeline(project: Path) -> None:
 
 def test_run_bad_param_value(project: Path) -> None:
     result = invoke(project, "run", "--pipeline", "training", "--local", "--param", "n=abc")
-    assert_user_error(result, 1, "error: --param: parameter 'n' expects int, got 'abc'")
+    assert_user_error(result, 1, "error: --param n=abc: parameter 'n' expects int, got 'abc'")
     assert not (project / "build").exists()
 
 

@@ -89,8 +89,9 @@ def check_config_pipelines(config: ProjectConfig, pipelines: dict[str, GraphComp
     for name in config.pipelines:
         if name not in pipelines:
             raise PipelineError(
-                f"{config.source_of('pipelines', name)}: pipelines.{name}: no pipeline "
-                f"{PIPELINES_DIR}/{name}.py (available: {', '.join(pipelines) or 'none'})"
+                f"{config.source_of('pipelines', name)}: pipelines.{name}: no file "
+                f"{PIPELINES_DIR}/{name}.py for this entry "
+                f"(pipeline files: {', '.join(pipelines) or 'none'})"
             )
     declared: set[str] = set()
     for pipeline in pipelines.values():

@@ -12,10 +12,18 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from vertexkit import naming
 
@@ -29,6 +37,23 @@ Path_ = tuple[str, ...]
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the file and the field."""
+
+
+def _identifier(kind: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not IDENTIFIER_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid {kind} name: lowercase letters, digits and "
+                "underscores, not starting with a digit"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+# Keys of the parameter and pipeline mappings; errors point at the offending key.
+ParameterName = Annotated[str, _identifier("parameter")]
+PipelineName = Annotated[str, _identifier("pipeline")]
 
 
 class _Strict(BaseModel):
@@ -59,13 +84,8 @@ class GcpConfig(_Strict):
 class PipelineConfig(_Strict):
     """Settings of one pipeline in ``pipelines/``."""
 
-    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[ParameterName, Any] = Field(default_factory=dict)
     enable_caching: bool = False
-
-    @field_validator("parameters")
-    @classmethod
-    def _parameter_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _check_identifiers(value, "parameter")
 
 
 class LocalConfig(_Strict):
@@ -80,11 +100,11 @@ class ProjectConfig(_Strict):
     name: str = Field(min_length=1)
     naming_prefix: str
     gcp: GcpConfig
-    parameters: dict[str, Any] = Field(
+    parameters: dict[ParameterName, Any] = Field(
         default_factory=dict,
         description="Parameters given to every pipeline that declares them.",
     )
-    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    pipelines: dict[PipelineName, PipelineConfig] = Field(default_factory=dict)
     local: LocalConfig = Field(default_factory=LocalConfig)
 
     _environment: str = PrivateAttr(default="local")
@@ -97,16 +117,6 @@ class ProjectConfig(_Strict):
         if not naming.PREFIX_RE.match(value) or len(value) > naming.MAX_PREFIX_LENGTH:
             raise ValueError(naming.prefix_problem(value, "a" * 6))
         return value
-
-    @field_validator("parameters")
-    @classmethod
-    def _parameter_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _check_identifiers(value, "parameter")
-
-    @field_validator("pipelines")
-    @classmethod
-    def _pipeline_names(cls, value: dict[str, PipelineConfig]) -> dict[str, PipelineConfig]:
-        return _check_identifiers(value, "pipeline")
 
     @property
     def environment(self) -> str:
@@ -129,16 +139,6 @@ class ProjectConfig(_Strict):
 
     def pipeline(self, name: str) -> PipelineConfig:
         return self.pipelines.get(name, PipelineConfig())
-
-
-def _check_identifiers(value: dict[str, Any], kind: str) -> dict[str, Any]:
-    for key in value:
-        if not IDENTIFIER_RE.match(str(key)):
-            raise ValueError(
-                f"{key!r} is not a valid {kind} name: lowercase letters, digits and underscores, "
-                "not starting with a digit"
-            )
-    return value
 
 
 def environments(project_dir: str | Path) -> list[str]:
@@ -256,13 +256,18 @@ def _source(sources: dict[Path_, str], loc: Path_) -> str:
 def _describe(exc: ValidationError, sources: dict[Path_, str]) -> str:
     lines = []
     for error in exc.errors():
-        loc = tuple(str(part) for part in error["loc"])
+        # A bad mapping key is reported at (..., key, "[key]"): name the key itself.
+        loc = tuple(str(part) for part in error["loc"] if part != "[key]")
         field = ".".join(loc) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = f"unknown setting {loc[-1]!r}" + _suggest(loc)
         elif error["type"] == "missing":
             message = "required setting is missing"
+        elif error["type"] != "value_error" and isinstance(error.get("input"), str | int | float):
+            message += f", got {type(error['input']).__name__} {error['input']!r}"
+            if isinstance(error["input"], bool) and error["type"] == "string_type":
+                message += " (YAML reads yes/no/on/off/true/false as booleans: quote the value)"
         lines.append(f"{_source(sources, loc)}: {field}: {message}")
     count = len(lines)
     header = f"invalid configuration ({count} problem{'s' if count > 1 else ''}):"
@@ -276,10 +281,11 @@ def _suggest(loc: Path_) -> str:
     while parents and model is not None:
         name = parents.pop(0)
         annotation = model.model_fields[name].annotation if name in model.model_fields else None
-        if annotation is dict[str, PipelineConfig]:
+        value_type = get_args(annotation)[-1] if get_origin(annotation) is dict else None
+        if isinstance(value_type, type) and issubclass(value_type, BaseModel):
             if parents:
-                parents.pop(0)
-            model = PipelineConfig
+                parents.pop(0)  # the mapping key, e.g. the pipeline name
+            model = value_type
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
         else:

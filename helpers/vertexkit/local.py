@@ -141,7 +141,7 @@ def run_local(
     total = len(spec.get("root", {}).get("dag", {}).get("tasks", {}))
 
     output_root = project_dir / config.local.output_dir
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     log_path = output_root / "logs" / f"{pipeline_name}-{stamp}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
@@ -171,10 +171,10 @@ def run_local(
                 + f"\n  full log: {_relative(log_path, project_dir)}"
             ) from None
     seconds = time.perf_counter() - started
+    # kfp names each run folder <pipeline name>-YYYY-MM-DD-HH-MM-SS-ffffff.
+    run_folder = re.compile(rf"^{re.escape(pipeline.name)}-\d{{4}}(-\d{{2}}){{5}}-\d{{6}}$")
     new_dirs = sorted(
-        p
-        for p in set(output_root.iterdir()) - before
-        if p.is_dir() and p.name.startswith(f"{pipeline.name}-")
+        p for p in set(output_root.iterdir()) - before if p.is_dir() and run_folder.match(p.name)
     )
     return LocalRun(
         pipeline=pipeline_name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 
 # Regions where Vertex AI Pipelines runs.
@@ -70,8 +71,10 @@ def region_problem(value: str) -> str | None:
     """Return why ``value`` is not a Vertex AI Pipelines region, or None."""
     if value in VERTEX_PIPELINES_REGIONS:
         return None
+    close = difflib.get_close_matches(value, VERTEX_PIPELINES_REGIONS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
     valid = ", ".join(VERTEX_PIPELINES_REGIONS)
-    return f"{value!r} is not a Vertex AI Pipelines region; valid regions: {valid}"
+    return f"{value!r} is not a Vertex AI Pipelines region{hint} (valid: {valid})"
 
 
 def prefix_problem(prefix: str, project_id: str) -> str | None:

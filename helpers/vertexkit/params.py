@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ _TYPE_NAMES = {
     "LIST": "list",
     "STRUCT": "dict",
 }
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class ParameterError(ValueError):
@@ -37,15 +40,19 @@ class ParameterSpec:
 def parameter_specs(pipeline_spec: Mapping[str, Any]) -> dict[str, ParameterSpec]:
     """The pipeline's parameters, read from the IR (``root.inputDefinitions.parameters``)."""
     params = pipeline_spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {})
-    return {
-        name: ParameterSpec(
+    specs = {}
+    for name, spec in params.items():
+        default = spec.get("defaultValue")
+        # The IR stores every number as a double: give integer defaults their type back.
+        if spec["parameterType"] == "NUMBER_INTEGER" and isinstance(default, float):
+            default = int(default)
+        specs[name] = ParameterSpec(
             name=name,
             type=spec["parameterType"],
-            default=spec.get("defaultValue"),
+            default=default,
             optional=spec.get("isOptional", "defaultValue" in spec),
         )
-        for name, spec in params.items()
-    }
+    return specs
 
 
 def check_value(spec: ParameterSpec, value: Any, source: str) -> Any:
@@ -68,28 +75,30 @@ def check_value(spec: ParameterSpec, value: Any, source: str) -> Any:
             f"{source}: parameter {spec.name!r} expects {spec.type_name}, "
             f"got {type(value).__name__} {value!r}"
         )
-    return float(value) if kind == "NUMBER_DOUBLE" else value
+    if kind == "NUMBER_DOUBLE":
+        if not math.isfinite(value):
+            raise ParameterError(
+                f"{source}: parameter {spec.name!r} expects a finite float, got {value!r}"
+            )
+        return float(value)
+    return value
 
 
 def parse_value(spec: ParameterSpec, text: str, source: str) -> Any:
     """Parse a command-line string (``key=value``) as the parameter's type."""
     kind = spec.type
+    if kind == "STRING":
+        return text
     try:
-        if kind == "STRING":
-            return text
-        if kind == "NUMBER_INTEGER":
-            return int(text)
-        if kind == "NUMBER_DOUBLE":
-            return float(text)
         if kind == "BOOLEAN":
-            lowered = text.strip().lower()
-            if lowered in {"true", "1", "yes"}:
-                return True
-            if lowered in {"false", "0", "no"}:
-                return False
-            raise ValueError(text)
-        value = json.loads(text)
-    except ValueError:
+            value = _BOOLEANS[text.strip().lower()]
+        elif kind == "NUMBER_INTEGER":
+            value = int(text)
+        elif kind == "NUMBER_DOUBLE":
+            value = float(text)
+        else:
+            value = json.loads(text)
+    except (KeyError, ValueError):
         raise ParameterError(
             f"{source}: parameter {spec.name!r} expects {spec.type_name}, got {text!r}"
         ) from None
@@ -126,8 +135,8 @@ def resolve(
         spec = _spec(specs, name, pipeline, source)
         values[name] = check_value(spec, value, source)
     for name, text in overrides.items():
-        spec = _spec(specs, name, pipeline, "--param")
-        values[name] = parse_value(spec, text, "--param")
+        source = f"--param {name}={text}"
+        values[name] = parse_value(_spec(specs, name, pipeline, source), text, source)
     missing = [s for s in specs.values() if not s.optional and s.name not in values]
     if missing:
         listed = ", ".join(f"{s.name} ({s.type_name})" for s in missing)
