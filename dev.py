@@ -7,7 +7,7 @@
     python3 dev.py docs     build the documentation site into site/
 
 The first call creates .venv and installs this repository with its dev extras; later calls
-reinstall only when pyproject.toml changed. Needs Python 3.10+ and git, nothing else.
+reinstall only when pyproject.toml changed. Needs Python 3.10 to 3.12 and git, nothing else.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ def test_project_id_rule_agrees_with_vertexkit(tmp_path: Path, project_id: str) 
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_prefix_rule_agrees_with_vertexkit(tmp_path: Path, prefix: str) -> None:
     assert _copier_accepts(tmp_path, {"naming_prefix": prefix}) == (
-        naming.prefix_problem(prefix, "acme-ml-dev") is None
+        naming.prefix_problem(prefix) is None
     )
 
 
@@ -106,3 +106,12 @@ def _copier_accepts(tmp_path: Path, answers: dict) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_longest_names_fit_gcp_limits() -> None:
+    """Why no bucket-length check exists: the longest valid inputs already fit."""
+    longest_bucket = naming.PROJECT_ID_MAX + 1 + naming.MAX_PREFIX_LENGTH
+    assert longest_bucket + max(map(len, naming.BUCKET_SUFFIXES)) <= naming.BUCKET_MAX
+    assert naming.project_id_problem("a" * naming.PROJECT_ID_MAX) is None
+    assert naming.project_id_problem("a" * (naming.PROJECT_ID_MAX + 1)) is not None
+    assert naming.prefix_problem("a" * naming.MAX_PREFIX_LENGTH) is None

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
+from copier import run_copy
 
-from tests.template_support import find_python, render
+import vertexkit
+from tests.template_support import BASE_ANSWERS, ROOT, find_python, render
 
 VARIANTS = {
     "defaults": {"python_version": "3.11"},
@@ -97,3 +102,54 @@ def test_generated_project_end_to_end(tmp_path: Path, variant: str) -> None:
         _run(["git", "add", "-A"], project)
         linted = _run([".venv/bin/invoke", "lint"], project)
         assert "ruff" in (linted.stdout + linted.stderr).lower()
+
+
+@pytest.mark.slow
+def test_field_install_from_the_template_git_url(tmp_path: Path) -> None:
+    """Rendered from a git URL at a tag, the project pins vertexkit to that URL and tag."""
+    repo = tmp_path / "vertexkit.git"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "release"]):
+        _run([*git, *command], repo)
+    _run([*git, "tag", f"v{vertexkit.__version__}"], repo)
+
+    project = tmp_path / "project"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_copy(
+            f"git+file://{repo}", project, data=BASE_ANSWERS, defaults=True, unsafe=True, quiet=True
+        )
+    requirement = f"vertexkit @ git+file://{repo}@v{vertexkit.__version__}"
+    pyproject = (project / "pyproject.toml").read_text()
+    assert f'"{requirement}"' in pyproject
+
+    # pip fetches and builds exactly that revision, as it would from GitHub in the field.
+    wheels = tmp_path / "wheels"
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(wheels),
+            requirement,
+        ],
+        tmp_path,
+    )
+    assert [p.name for p in wheels.iterdir()] == [
+        f"vertexkit-{vertexkit.__version__}-py3-none-any.whl"
+    ]

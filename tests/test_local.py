@@ -131,7 +131,7 @@ def test_summary_shows_metrics_values_and_relative_paths(finished: Finished) -> 
     assert lines[1:] == [
         "  metrics:",
         "    accuracy           0.8750",
-        "    rows               3.0000",
+        "    rows               3",
         "  description: rows:3:1.0",
         f"  dataset: {run_dir}/make-data/dataset (format=text)",
         f"  outputs: {run_dir}",

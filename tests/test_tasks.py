@@ -153,7 +153,7 @@ def test_run_local_succeeds_with_params(project: Path) -> None:
     assert "[1/2] make-data" in out and "[2/2] describe" in out
     assert "Pipeline 'training' succeeded in" in out
     assert "  description: lines:2:1.0" in out
-    assert "    rows               2.0000" in out
+    assert "    rows               2\n" in out
     assert "  log: build/local/logs/training-" in out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,15 @@ class PipelineError(ValueError):
     """A pipeline cannot be found, imported or compiled."""
 
 
+def require(name: str, available: Mapping[str, object]) -> None:
+    """Fail naming the available pipelines when ``name`` is not one of them."""
+    if name not in available:
+        raise PipelineError(
+            f"no pipeline named {name!r} in {PIPELINES_DIR}/ "
+            f"(available: {', '.join(available) or 'none'})"
+        )
+
+
 def discover(project_dir: str | Path) -> dict[str, Path]:
     """Pipeline files by name: every ``pipelines/<name>.py`` not starting with an underscore."""
     folder = Path(project_dir) / PIPELINES_DIR
@@ -32,11 +42,7 @@ def discover(project_dir: str | Path) -> dict[str, Path]:
 def load_pipeline(project_dir: str | Path, name: str) -> GraphComponent:
     """Import ``pipelines/<name>.py`` and return the one ``@dsl.pipeline`` it defines."""
     files = discover(project_dir)
-    if name not in files:
-        raise PipelineError(
-            f"no pipeline named {name!r} in {PIPELINES_DIR}/ "
-            f"(available: {', '.join(files) or 'none'})"
-        )
+    require(name, files)
     path = files[name]
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
     module_name = f"_vertexkit_pipeline_{digest}"
@@ -61,6 +67,11 @@ def load_pipeline(project_dir: str | Path, name: str) -> GraphComponent:
             f"found {len(own)} ({names})"
         )
     return own[0]
+
+
+def load_pipelines(project_dir: str | Path) -> dict[str, GraphComponent]:
+    """Every pipeline of the project, by name."""
+    return {name: load_pipeline(project_dir, name) for name in discover(project_dir)}
 
 
 def pipeline_spec(pipeline: GraphComponent) -> dict[str, Any]:
@@ -113,21 +124,21 @@ def compile_pipelines(
     """Compile the named pipelines (all by default) with their configured parameter values."""
     project_dir = Path(project_dir)
     out = Path(output_dir) if output_dir else project_dir / OUTPUT_DIR
-    pipelines = {name: load_pipeline(project_dir, name) for name in discover(project_dir)}
+    pipelines = load_pipelines(project_dir)
     check_config_pipelines(config, pipelines)
-    unknown = [name for name in names or [] if name not in pipelines]
-    if unknown:
-        raise PipelineError(
-            f"no pipeline named {unknown[0]!r} in {PIPELINES_DIR}/ "
-            f"(available: {', '.join(pipelines) or 'none'})"
-        )
+    names = names or list(pipelines)
+    for name in names:
+        require(name, pipelines)
+    # Check every pipeline's parameters before writing anything.
+    values = {name: configured_parameters(config, name, pipelines[name], None) for name in names}
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in names or list(pipelines):
-        values = configured_parameters(config, name, pipelines[name], None)
+    for name in names:
         target = out / f"{name}.yaml"
         compiler.Compiler().compile(
-            pipeline_func=pipelines[name], package_path=str(target), pipeline_parameters=values
+            pipeline_func=pipelines[name],
+            package_path=str(target),
+            pipeline_parameters=values[name],
         )
         written.append(target)
     return written

@@ -113,9 +113,8 @@ class ProjectConfig(_Strict):
     @field_validator("naming_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
-        # The bucket-length rule needs the project id and is checked in load_config.
-        if not naming.PREFIX_RE.match(value) or len(value) > naming.MAX_PREFIX_LENGTH:
-            raise ValueError(naming.prefix_problem(value, "a" * 6))
+        if problem := naming.prefix_problem(value):
+            raise ValueError(problem)
         return value
 
     @property
@@ -178,8 +177,6 @@ def load_config(
         config = ProjectConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, sources)) from None
-    if problem := naming.prefix_problem(config.naming_prefix, config.gcp.project_id):
-        raise ConfigError(f"{_source(sources, ('naming_prefix',))}: naming_prefix: {problem}")
     config._environment = env or "local"
     config._sources = sources
     return config

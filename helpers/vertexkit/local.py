@@ -135,7 +135,10 @@ def run_local(
     console = console or sys.stdout
     project_dir = Path(project_dir).resolve()
     config = load_config(project_dir, env)
-    pipeline = compiling.load_pipeline(project_dir, pipeline_name)
+    pipelines = compiling.load_pipelines(project_dir)
+    compiling.check_config_pipelines(config, pipelines)
+    compiling.require(pipeline_name, pipelines)
+    pipeline = pipelines[pipeline_name]
     arguments = compiling.configured_parameters(config, pipeline_name, pipeline, overrides)
     spec = compiling.pipeline_spec(pipeline)
     total = len(spec.get("root", {}).get("dag", {}).get("tasks", {}))
@@ -158,6 +161,7 @@ def run_local(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=str(output_root),
             raise_on_error=True,
+            enable_caching=config.pipeline(pipeline_name).enable_caching,
         )
         try:
             with _working_directory(project_dir), contextlib.redirect_stdout(progress):
@@ -200,6 +204,13 @@ def _relative(path: Path, root: Path) -> str:
         return str(path)
 
 
+def _show(value: Any) -> str:
+    """Numbers as people read them: KFP stores every number as a float."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.4f}"
+    return str(value)
+
+
 def summary(run: LocalRun, project_dir: str | Path) -> str:
     """Human-readable account of a finished run: metrics, then artifacts and values."""
     from kfp import dsl
@@ -216,8 +227,7 @@ def summary(run: LocalRun, project_dir: str | Path) -> str:
         if isinstance(value, dsl.Metrics):
             lines.append(f"  {name}:")
             for key, metric in sorted(value.metadata.items()):
-                shown = f"{metric:.4f}" if isinstance(metric, float) else str(metric)
-                lines.append(f"    {key:<18} {shown}")
+                lines.append(f"    {key:<18} {_show(metric)}")
         elif isinstance(value, dsl.ClassificationMetrics):
             matrix = value.metadata.get("confusionMatrix")
             if matrix:
@@ -228,7 +238,7 @@ def summary(run: LocalRun, project_dir: str | Path) -> str:
                     lines.append(f"    {label:<12} {cells}")
         elif isinstance(value, dsl.Artifact):
             details = ", ".join(
-                f"{key}={item}"
+                f"{key}={_show(item)}"
                 for key, item in value.metadata.items()
                 if isinstance(item, str | int | float) and len(str(item)) <= 40
             )

@@ -53,8 +53,13 @@ PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$|^[a-z]$")
 # Suffixes the template appends to the naming prefix; the longest decides the prefix limit.
 SERVICE_ACCOUNT_SUFFIXES = ("-pipelines", "-submitter", "-deployer")
 SERVICE_ACCOUNT_MAX = 30
-BUCKET_MAX = 63
 MAX_PREFIX_LENGTH = SERVICE_ACCOUNT_MAX - max(len(s) for s in SERVICE_ACCOUNT_SUFFIXES)
+
+# Buckets are named <project id>-<prefix><suffix>: at most 30 + 1 + 20 + 10 = 61 characters,
+# within the 63 that Cloud Storage allows, so a valid project id and prefix always fit.
+BUCKET_SUFFIXES = ("-pipelines", "-data")
+BUCKET_MAX = 63
+PROJECT_ID_MAX = 30
 
 
 def project_id_problem(value: str) -> str | None:
@@ -77,7 +82,7 @@ def region_problem(value: str) -> str | None:
     return f"{value!r} is not a Vertex AI Pipelines region{hint} (valid: {valid})"
 
 
-def prefix_problem(prefix: str, project_id: str) -> str | None:
+def prefix_problem(prefix: str) -> str | None:
     """Return why resource names built from ``prefix`` would break GCP limits, or None."""
     if not PREFIX_RE.match(prefix) or "--" in prefix:
         return (
@@ -90,20 +95,4 @@ def prefix_problem(prefix: str, project_id: str) -> str | None:
             f"{prefix!r} is too long: service account id {longest!r} would exceed "
             f"{SERVICE_ACCOUNT_MAX} characters; use at most {MAX_PREFIX_LENGTH} characters"
         )
-    bucket = pipeline_bucket(project_id, prefix)
-    if len(bucket) > BUCKET_MAX:
-        return (
-            f"bucket name {bucket!r} would exceed {BUCKET_MAX} characters; "
-            "choose a shorter naming prefix"
-        )
     return None
-
-
-def pipeline_bucket(project_id: str, prefix: str) -> str:
-    """Name of the bucket that holds pipeline roots and compiled templates."""
-    return f"{project_id}-{prefix}-pipelines"
-
-
-def service_account_email(project_id: str, prefix: str, role: str) -> str:
-    """E-mail of one of the template's service accounts (role: pipelines, submitter, deployer)."""
-    return f"{prefix}-{role}@{project_id}.iam.gserviceaccount.com"
