@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,12 +97,37 @@ def test_generated_project_end_to_end(tmp_path: Path, variant: str) -> None:
         shown = _run([".venv/bin/invoke", "config", "--env", env], project)
         assert f"# environment: {env}" in shown.stdout
 
+    if variant == "all-envs-py312":
+        _check_base_image_install(project, python)
+
     if variant == "defaults":
         # `invoke lint` runs the pre-commit hooks, which need a git repository.
         _run(["git", "init", "-q"], project)
         _run(["git", "add", "-A"], project)
         linted = _run([".venv/bin/invoke", "lint"], project)
         assert "ruff" in (linted.stdout + linted.stderr).lower()
+
+
+def _check_base_image_install(project: Path, python: str) -> None:
+    """The Dockerfile's install step, run outside Docker (no engine here) on the same wheels.
+
+    `pip wheel .` collects the project and its dependency closure; the Dockerfile's own pip
+    command installs them offline into a clean environment, where the components import.
+    """
+    wheels = project / "build" / "wheels"
+    _run([".venv/bin/python", "-m", "pip", "wheel", "--quiet", "-w", str(wheels), "."], project)
+    dockerfile = (project / "components" / "Dockerfile").read_text()
+    install = re.search(r"^\s*(pip install .*/tmp/wheels/\S*)$", dockerfile, re.MULTILINE)
+    assert install, "the Dockerfile's pip install line was not found"
+    image = project.parent / "image-env"
+    _run([python, "-m", "venv", str(image)], project)
+    command = install.group(1).replace("/tmp/wheels", str(wheels))
+    _run(["bash", "-c", f"{image}/bin/python -m {command}"], project)
+    package = next((project / "components").glob("*/components.py")).parent.name
+    _run(
+        [f"{image}/bin/python", "-c", f"import {package}.components, kfp.dsl.executor_main"],
+        project,
+    )
 
 
 @pytest.mark.slow

@@ -261,3 +261,12 @@ def test_two_runs_in_quick_succession_keep_both_logs(project: Path) -> None:
     assert first.log_path != second.log_path
     assert "first" in first.log_path.read_text()
     assert "second" not in first.log_path.read_text()
+
+
+def test_config_typo_fails_a_local_run_before_it_starts(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VERTEXKIT__PARAMETERS__SHARED_PARAM_TYPO", "1")
+    with pytest.raises(PipelineError, match=r"parameters\.shared_param_typo: no pipeline declares"):
+        run_local(project, "training", console=io.StringIO())
+    assert not (project / "build").exists()

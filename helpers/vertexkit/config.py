@@ -85,6 +85,8 @@ class PipelineConfig(_Strict):
     """Settings of one pipeline in ``pipelines/``."""
 
     parameters: dict[ParameterName, Any] = Field(default_factory=dict)
+    # Vertex AI's execution cache, applied when the pipeline is submitted. kfp's local runner
+    # caches only pipelines with control flow, so local runs always execute every task.
     enable_caching: bool = False
 
 

@@ -161,7 +161,6 @@ def run_local(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=str(output_root),
             raise_on_error=True,
-            enable_caching=config.pipeline(pipeline_name).enable_caching,
         )
         try:
             with _working_directory(project_dir), contextlib.redirect_stdout(progress):

@@ -2,10 +2,11 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 from vertexkit.compile import compile_pipelines
 from vertexkit.config import load_config
-from vertexkit.local import run_local
+from vertexkit.local import LocalRunError, run_local
 from vertexkit.models import LocalModelRegistry
 
 
@@ -34,3 +35,22 @@ def test_training_then_prediction_locally(project_dir: Path, local_outputs: Path
     assert len(scored) == len(source)  # one prediction per row, plus the header line
     assert "predicted_class" in scored[0]
     assert "[6/6]" in capsys.readouterr().out
+
+
+def test_schema_violations_stop_the_training_run(project_dir: Path, local_outputs: Path) -> None:
+    broken = local_outputs / "broken.csv"
+    rows = (project_dir / "data" / "train.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    first = rows[1].split(",")
+    first[header.index("mean_radius")] = "-3.5"
+    broken.write_text("\n".join([rows[0], ",".join(first), *rows[2:]]) + "\n")
+
+    registry = local_outputs / "registry"
+    with pytest.raises(LocalRunError) as failure:
+        run_local(
+            project_dir, "training", {"data_uri": str(broken), "model_registry": str(registry)}
+        )
+    message = str(failure.value)
+    assert "failed at task 'validate-data'" in message
+    assert "column 'mean_radius'" in message
+    assert not registry.exists(), "nothing may be registered from invalid data"
