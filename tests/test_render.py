@@ -27,7 +27,7 @@ ENV_SETS = [
 ]
 PYTHONS = ["3.10", "3.11", "3.12"]
 MATRIX = [(envs, py) for envs in ENV_SETS for py in PYTHONS]
-LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\[\[|\]\]")
+LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 
 EXPECTED_FILES = [
     ".copier-answers.yml",
