@@ -250,7 +250,10 @@ def test_unknown_top_level_key_suggests_the_nearest(tmp_path: Path) -> None:
         "config/base.yaml: naming_prefx: unknown setting 'naming_prefx'; "
         "did you mean 'naming_prefix'?" in message
     )
-    assert "(valid: gcp, local, name, naming_prefix, parameters, pipelines)" in message
+    assert (
+        "(valid: endpoints, gcp, local, name, naming_prefix, parameters, pipelines, resources)"
+        in message
+    )
     # ... and the real key is then missing.
     assert "config/base.yaml: naming_prefix: required setting is missing" in message
     assert message.startswith("invalid configuration (2 problems):")

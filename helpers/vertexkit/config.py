@@ -96,6 +96,28 @@ class LocalConfig(_Strict):
     output_dir: str = "build/local"
 
 
+class ResourcesConfig(_Strict):
+    """Names of the environment's cloud resources; unset names derive from the naming prefix."""
+
+    bucket: str | None = None
+    docker_repository: str | None = None
+    kfp_repository: str | None = None
+    pipeline_service_account: str | None = None
+
+
+class Resources(_Strict):
+    """The resolved resource names of one environment."""
+
+    bucket: str
+    docker_repository: str
+    kfp_repository: str
+    pipeline_service_account: str
+
+    @property
+    def pipeline_root(self) -> str:
+        return f"gs://{self.bucket}/pipeline-root"
+
+
 class ProjectConfig(_Strict):
     """The validated configuration of one environment (or of local runs: base.yaml alone)."""
 
@@ -108,6 +130,11 @@ class ProjectConfig(_Strict):
     )
     pipelines: dict[PipelineName, PipelineConfig] = Field(default_factory=dict)
     local: LocalConfig = Field(default_factory=LocalConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    endpoints: dict[str, str] = Field(
+        default_factory=dict,
+        description="Base URLs that replace Google's public endpoints, by service name.",
+    )
 
     _environment: str = PrivateAttr(default="local")
     _sources: dict[Path_, str] = PrivateAttr(default_factory=dict)
@@ -137,6 +164,18 @@ class ProjectConfig(_Strict):
         if pipeline in self.pipelines:
             values.update(self.pipelines[pipeline].parameters)
         return values
+
+    @property
+    def names(self) -> Resources:
+        """Resource names: configured ones, else derived from the project and naming prefix."""
+        project, prefix, configured = self.gcp.project_id, self.naming_prefix, self.resources
+        return Resources(
+            bucket=configured.bucket or f"{project}-{prefix}-pipelines",
+            docker_repository=configured.docker_repository or f"{prefix}-images",
+            kfp_repository=configured.kfp_repository or f"{prefix}-pipelines",
+            pipeline_service_account=configured.pipeline_service_account
+            or f"{prefix}-pipelines@{project}.iam.gserviceaccount.com",
+        )
 
     def pipeline(self, name: str) -> PipelineConfig:
         return self.pipelines.get(name, PipelineConfig())
