@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from google.protobuf import json_format
 from kfp import compiler
 from kfp.dsl.graph_component import GraphComponent
@@ -82,7 +83,8 @@ def pipeline_spec(pipeline: GraphComponent) -> dict[str, Any]:
 def configured_parameters(
     config: ProjectConfig, name: str, pipeline: GraphComponent, overrides: dict[str, str] | None
 ) -> dict[str, Any]:
-    """Parameter values from config and ``--param`` overrides, checked against the pipeline."""
+    """Parameter values from config and ``--param`` overrides, checked against the input
+    definitions of the compiled pipeline (the IR the compiler writes)."""
     specs = params.parameter_specs(pipeline_spec(pipeline))
     configured = config.pipeline_parameters(name, set(specs))
     sources = {
@@ -115,13 +117,39 @@ def check_config_pipelines(config: ProjectConfig, pipelines: dict[str, GraphComp
             )
 
 
+def for_environment(spec: dict[str, Any], *, image: str | None, enable_caching: bool) -> None:
+    """Bind a compiled pipeline to an environment, in place.
+
+    ``image`` replaces every executor image without a registry host: those name the project's
+    base image by its local tag, which only the pushed image (pinned by digest) can stand for.
+    Images of other components (google-cloud-pipeline-components, say) stay as they are.
+    ``enable_caching`` sets Vertex AI's execution cache on every task.
+    """
+    if image:
+        for executor in spec.get("deploymentSpec", {}).get("executors", {}).values():
+            container = executor.get("container")
+            if container and "/" not in container.get("image", "/"):
+                container["image"] = image
+    dags = [spec.get("root", {}).get("dag", {})]
+    dags += [c["dag"] for c in spec.get("components", {}).values() if "dag" in c]
+    for dag in dags:
+        for task in dag.get("tasks", {}).values():
+            task["cachingOptions"] = {"enableCache": enable_caching}
+
+
 def compile_pipelines(
     project_dir: str | Path,
     config: ProjectConfig,
     names: list[str] | None = None,
     output_dir: str | Path | None = None,
+    *,
+    image: str | None = None,
 ) -> list[Path]:
-    """Compile the named pipelines (all by default) with their configured parameter values."""
+    """Compile the named pipelines (all by default) with their configured parameter values.
+
+    For an environment (``config.environment`` other than ``local``) the output is bound to it
+    with :func:`for_environment`: the pushed ``image`` and the pipeline's caching setting.
+    """
     project_dir = Path(project_dir)
     out = Path(output_dir) if output_dir else project_dir / OUTPUT_DIR
     pipelines = load_pipelines(project_dir)
@@ -140,5 +168,16 @@ def compile_pipelines(
             package_path=str(target),
             pipeline_parameters=values[name],
         )
+        if config.environment != "local":
+            _rewrite(target, image, config.pipeline(name).enable_caching)
         written.append(target)
     return written
+
+
+def _rewrite(path: Path, image: str | None, enable_caching: bool) -> None:
+    text = path.read_text(encoding="utf-8")
+    header = "".join(line for line in text.splitlines(keepends=True) if line.startswith("#"))
+    spec = yaml.safe_load(text)
+    for_environment(spec, image=image, enable_caching=enable_caching)
+    body = yaml.safe_dump(spec, sort_keys=True, default_flow_style=False, width=100)
+    path.write_text(header + body, encoding="utf-8")

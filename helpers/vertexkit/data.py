@@ -52,7 +52,7 @@ def _local_path(uri: str) -> Path:
     return Path(uri_path)
 
 
-def _gcs_client() -> Any:
+def gcs_client() -> Any:
     from google.cloud import storage
 
     project = os.environ.get("GOOGLE_CLOUD_PROJECT")
@@ -97,7 +97,7 @@ def read_table(uri: str) -> pd.DataFrame:
 
         bucket, name = _split_gcs(uri)
         try:
-            data = _gcs_client().bucket(bucket).blob(name).download_as_bytes()
+            data = gcs_client().bucket(bucket).blob(name).download_as_bytes()
         except NotFound as exc:
             raise FileNotFoundError(f"no such GCS object: {uri}") from exc
         return pd.read_csv(io.BytesIO(data))
@@ -113,7 +113,7 @@ def write_table(df: pd.DataFrame, uri: str) -> None:
     """Write ``df`` as CSV (without the index) to a local/``file://`` path or a ``gs://`` URI."""
     if uri.startswith("gs://"):
         bucket, name = _split_gcs(uri)
-        blob = _gcs_client().bucket(bucket).blob(name)
+        blob = gcs_client().bucket(bucket).blob(name)
         blob.upload_from_string(df.to_csv(index=False), content_type="text/csv")
         return
     if uri.startswith("bq://"):

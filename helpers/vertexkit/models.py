@@ -91,15 +91,9 @@ class LocalModelRegistry:
         source: str = "",
     ) -> Registration:
         """Store a new version and make it champion if it beats the current one on ``metric``."""
-        if direction not in _DIRECTIONS:
-            raise ValueError(f"invalid direction {direction!r}: must be one of {_DIRECTIONS}")
-        metrics = _check_metrics(metrics)
-        if metric not in metrics:
-            available = ", ".join(sorted(metrics)) or "none"
-            raise ValueError(f"metric {metric!r} is not in the metrics (available: {available})")
+        metrics, value = check_registration(metrics, metric, direction)
         model_path = Path(model_path)
         _check_model_path(model_path)
-        value = metrics[metric]
 
         self._versions_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self._dir))
@@ -144,15 +138,7 @@ class LocalModelRegistry:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-        if champion is None:
-            reason = f"version {version} is the first version: champion"
-        elif is_champion:
-            reason = f"version {version} beats champion version {champion.version} {reason_tail}"
-        else:
-            reason = (
-                f"version {version} does not beat champion version {champion.version} "
-                f"{reason_tail}; champion unchanged"
-            )
+        reason = describe_registration(version, champion, is_champion, reason_tail)
         return Registration(
             version=version,
             path=version_dir,
@@ -296,6 +282,33 @@ def _decide(
         wins, symbol = value < best, ("<" if value < best else ">=")
     new_text, best_text = _format_pair(value, best)
     return wins, f"on {metric}: {new_text} {symbol} {best_text}"
+
+
+def check_registration(
+    metrics: dict[str, Any], metric: str, direction: str
+) -> tuple[dict[str, float], float]:
+    """The checked metrics and the value of ``metric``; ValueError names what is wrong."""
+    if direction not in _DIRECTIONS:
+        raise ValueError(f"invalid direction {direction!r}: must be one of {_DIRECTIONS}")
+    checked = _check_metrics(metrics)
+    if metric not in checked:
+        available = ", ".join(sorted(checked)) or "none"
+        raise ValueError(f"metric {metric!r} is not in the metrics (available: {available})")
+    return checked, checked[metric]
+
+
+def describe_registration(
+    version: int, champion: ModelVersion | None, wins: bool, comparison: str
+) -> str:
+    """The one-line reason of a registration (``comparison`` comes from ``_decide``)."""
+    if champion is None:
+        return f"version {version} is the first version: champion"
+    if wins:
+        return f"version {version} beats champion version {champion.version} {comparison}"
+    return (
+        f"version {version} does not beat champion version {champion.version} "
+        f"{comparison}; champion unchanged"
+    )
 
 
 def _format_pair(a: float, b: float) -> tuple[str, str]:

@@ -42,6 +42,10 @@ Responses = dict[str, Any]
 class CloudError(RuntimeError):
     """A cloud step failed; the message names the step and what to do."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class CredentialsError(CloudError):
     """No usable Google credentials."""
@@ -120,7 +124,22 @@ class CommandStep:
         return f"{where}$ {' '.join(self.command)}"
 
 
-Step = HttpStep | CommandStep
+@dataclass(frozen=True)
+class LocalStep:
+    """Work done in this process between cloud steps (compiling, recording a build)."""
+
+    step: str
+    description: str
+    action: Callable[[Responses], Any] = field(compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "local": self.description}
+
+    def show(self) -> str:
+        return self.description
+
+
+Step = HttpStep | CommandStep | LocalStep
 
 
 def session() -> Any:
@@ -147,6 +166,8 @@ def session() -> Any:
 def send(step: HttpStep, http: Any) -> Any:
     """Send one request; return its JSON answer (None when empty)."""
     if step.upload:
+        if not os.path.isfile(step.upload):
+            raise CloudError(f"{step.step}: {step.upload} not found")
         with open(step.upload, "rb") as handle:
             files = {"content": (os.path.basename(step.upload), handle)}
             response = http.request(step.method, step.url, data=dict(step.form), files=files)
@@ -155,7 +176,8 @@ def send(step: HttpStep, http: Any) -> Any:
     if response.status_code not in step.ok_statuses:
         raise CloudError(
             f"{step.step}: {step.method} {step.url} answered {response.status_code}: "
-            f"{_error_text(response)}"
+            f"{_error_text(response)}",
+            status=response.status_code,
         )
     if not response.content:
         return None
@@ -201,13 +223,15 @@ def execute(
         return {}
     responses: Responses = {}
     for number, step in enumerate(steps, 1):
-        if step.resolve:
+        if not isinstance(step, LocalStep) and step.resolve:
             step = step.resolve(step, responses)
         out.write(f"[{number}/{len(steps)}] {step.step}\n")
         out.flush()
         if isinstance(step, HttpStep):
             http = http or session()
             responses[step.step] = send(step, http)
+        elif isinstance(step, LocalStep):
+            responses[step.step] = step.action(responses)
         else:
             responses[step.step] = run_command(step)
     return responses

@@ -1,0 +1,253 @@
+"""Before a deploy: does everything exist, and may the caller use it?
+
+Each check is a read-only request (an ``HttpStep``, so ``--dry-run`` lists them) plus how to
+read the answer and the command that fixes a problem. A 404 means missing, a 403 means the
+check itself was denied; neither stops the other checks.
+
+Permissions are tested where they are granted: project-level ones on the project, the others on
+the bucket, the repositories and the service account, so that roles granted on a resource (least
+privilege) count and project-level grants count too (resources inherit them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple
+
+from vertexkit import rest
+from vertexkit.config import ProjectConfig
+
+Status = Literal["OK", "MISSING", "DENIED", "ERROR"]
+
+APIS = (
+    "aiplatform",
+    "artifactregistry",
+    "cloudbuild",
+    "storage",
+    "iam",
+    "cloudresourcemanager",
+    "serviceusage",
+    "secretmanager",
+)
+# The least-privileged predefined role that grants each permission a deploy needs.
+ROLES = {
+    "aiplatform.pipelineJobs.create": "roles/aiplatform.user",
+    "aiplatform.pipelineJobs.get": "roles/aiplatform.user",
+    "cloudbuild.builds.create": "roles/cloudbuild.builds.editor",
+    "cloudbuild.builds.get": "roles/cloudbuild.builds.editor",
+    "storage.objects.create": "roles/storage.objectCreator",
+    "artifactregistry.repositories.uploadArtifacts": "roles/artifactregistry.writer",
+    "iam.serviceAccounts.actAs": "roles/iam.serviceAccountUser",
+}
+PROJECT_PERMISSIONS = (
+    "aiplatform.pipelineJobs.create",
+    "aiplatform.pipelineJobs.get",
+    "cloudbuild.builds.create",
+    "cloudbuild.builds.get",
+)
+
+
+class Verdict(NamedTuple):
+    status: Status
+    detail: str = ""
+    fix: str | None = None  # None: the check's own fix
+
+
+@dataclass(frozen=True)
+class Check:
+    """One read-only request, how to read its 200 answer, and what fixes a problem."""
+
+    name: str
+    request: rest.HttpStep
+    fix: str  # when the resource is missing (404) or wrong
+    interpret: Callable[[Any], Verdict]
+    denied_fix: str = ""  # when the check itself is denied (403)
+
+
+@dataclass(frozen=True)
+class Result:
+    check: str
+    status: Status
+    detail: str = ""
+    fix: str = ""
+
+
+def _exists(answer: Any) -> Verdict:
+    return Verdict("OK")
+
+
+def _enabled(answer: Any) -> Verdict:
+    state = (answer or {}).get("state", "unknown")
+    return Verdict("OK") if state == "ENABLED" else Verdict("MISSING", f"state {state}")
+
+
+def _format(expected: str, config_key: str) -> Callable[[Any], Verdict]:
+    def interpret(answer: Any) -> Verdict:
+        found = (answer or {}).get("format", "unknown")
+        if found == expected:
+            return Verdict("OK")
+        fix = f"name a {expected} repository in resources.{config_key} of the environment config"
+        return Verdict("ERROR", f"format {found}, expected {expected}", fix)
+
+    return interpret
+
+
+def _granted(requested: Sequence[str], scope: str) -> Callable[[Any], Verdict]:
+    def interpret(answer: Any) -> Verdict:
+        granted = set((answer or {}).get("permissions") or [])
+        missing = [p for p in requested if p not in granted]
+        if not missing:
+            return Verdict("OK")
+        roles = ", ".join(dict.fromkeys(ROLES[p] for p in missing))
+        return Verdict("MISSING", "missing " + ", ".join(missing), f"request {roles} on {scope}")
+
+    return interpret
+
+
+def _read(name: str, url: str, fix: str, interpret: Callable[[Any], Verdict], reader: str) -> Check:
+    step = rest.HttpStep(f"check {name}", "GET", url)
+    return Check(name, step, fix, interpret, f"request {reader}")
+
+
+def _test(scope: str, url: str, permissions: Sequence[str], fix: str, reader: str) -> Check:
+    body = {"permissions": list(permissions)}
+    step = rest.HttpStep(f"check permissions on {scope}", "POST", url, body)
+    interpret = _granted(permissions, scope)
+    return Check(f"permissions on {scope}", step, fix, interpret, f"request {reader}")
+
+
+def plan_checks(config: ProjectConfig) -> list[Check]:
+    """Every check of ``config``'s environment: APIs, resources, then the caller's permissions."""
+    project, region, names = config.gcp.project_id, config.gcp.region, config.names
+    bucket, account = names.bucket, names.pipeline_service_account
+    provision = f"invoke provision --env {config.environment}"
+
+    def url(service: str, path: str) -> str:
+        return rest.endpoint(service, region, config.endpoints) + path
+
+    # Roles that let the caller read each resource, for checks that were denied.
+    usage_viewer = f"roles/serviceusage.serviceUsageViewer on project {project}"
+    bucket_reader = f"roles/storage.legacyBucketReader on bucket {bucket}"
+    account_viewer = f"roles/iam.serviceAccountViewer on service account {account}"
+
+    apis = url("serviceusage", f"/v1/projects/{project}/services")
+    checks = [
+        _read(
+            f"API {api}.googleapis.com",
+            f"{apis}/{api}.googleapis.com",
+            f"gcloud services enable {api}.googleapis.com --project {project}",
+            _enabled,
+            usage_viewer,
+        )
+        for api in APIS
+    ]
+    bucket_url = url("storage", f"/storage/v1/b/{bucket}")
+    checks.append(_read(f"bucket {bucket}", bucket_url, provision, _exists, bucket_reader))
+    repositories = url(
+        "artifactregistry", f"/v1/projects/{project}/locations/{region}/repositories"
+    )
+    repos = {"DOCKER": names.docker_repository, "KFP": names.kfp_repository}
+    for kind, repo in repos.items():
+        interpret = _format(kind, f"{kind.lower()}_repository")
+        reader = f"roles/artifactregistry.reader on repository {repo}"
+        repo_url = f"{repositories}/{repo}"
+        checks.append(_read(f"{kind} repository {repo}", repo_url, provision, interpret, reader))
+    account_url = url("iam", f"/v1/projects/{project}/serviceAccounts/{account}")
+    name = f"service account {account}"
+    checks.append(_read(name, account_url, provision, _exists, account_viewer))
+
+    checks.append(
+        _test(
+            f"project {project}",
+            url("cloudresourcemanager", f"/v1/projects/{project}:testIamPermissions"),
+            PROJECT_PERMISSIONS,
+            f"check gcp.project_id in config/{config.environment}.yaml",
+            f"access to project {project} (e.g. roles/browser)",
+        )
+    )
+    upload = ["artifactregistry.repositories.uploadArtifacts"]
+    for repo in repos.values():
+        reader = f"roles/artifactregistry.reader on repository {repo}"
+        repo_url = f"{repositories}/{repo}:testIamPermissions"
+        checks.append(_test(f"repository {repo}", repo_url, upload, provision, reader))
+    act_as = ["iam.serviceAccounts.actAs"]
+    scope = f"service account {account}"
+    checks.append(
+        _test(scope, f"{account_url}:testIamPermissions", act_as, provision, account_viewer)
+    )
+    # Cloud Storage tests bucket permissions with a GET and query parameters.
+    create, scope = "storage.objects.create", f"bucket {bucket}"
+    test_url = f"{bucket_url}/iam/testPermissions?permissions={create}"
+    step = rest.HttpStep(f"check permissions on {scope}", "GET", test_url)
+    interpret = _granted([create], scope)
+    denied = f"request {bucket_reader}"
+    checks.append(Check(f"permissions on {scope}", step, provision, interpret, denied))
+    return checks
+
+
+def steps(checks: Sequence[Check]) -> list[rest.HttpStep]:
+    """The requests of ``checks``, for ``rest.execute(..., dry_run=True)``."""
+    return [check.request for check in checks]
+
+
+def run_checks(checks: Sequence[Check], http: Any) -> list[Result]:
+    """Send every check's request and classify its answer; never stops at a failed check."""
+    return [_run(check, http) for check in checks]
+
+
+def _run(check: Check, http: Any) -> Result:
+    step = check.request
+    try:
+        response = http.request(step.method, step.url, json=step.body)
+    except OSError as exc:  # requests' connection errors are OSErrors
+        return Result(check.name, "ERROR", f"no answer: {exc}")
+    status = response.status_code
+    if status == 404:
+        return Result(check.name, "MISSING", "not found", check.fix)
+    if status == 403:
+        detail = f"cannot check: permission denied: {_message(response)}"
+        return Result(check.name, "DENIED", detail, check.denied_fix)
+    if status != 200:
+        return Result(check.name, "ERROR", f"HTTP {status}: {_message(response)}")
+    try:
+        answer = response.json() if response.content else None
+    except ValueError:
+        answer = response.text
+    if not isinstance(answer, dict | None):
+        return Result(check.name, "ERROR", f"unexpected answer: {response.text[:200]}")
+    verdict = check.interpret(answer)
+    fix = "" if verdict.status == "OK" else (verdict.fix or check.fix)
+    return Result(check.name, verdict.status, verdict.detail, fix)
+
+
+def _message(response: Any) -> str:
+    try:
+        error = response.json().get("error", {})
+        return str(error.get("message") or error)[:300]
+    except (ValueError, AttributeError):
+        return response.text[:300]
+
+
+def passed(results: Sequence[Result]) -> bool:
+    """True when every check is OK."""
+    return all(result.status == "OK" for result in results)
+
+
+def render_table(results: Sequence[Result]) -> str:
+    """Aligned columns CHECK, STATUS, DETAIL, FIX and a closing summary line."""
+    rows = [("CHECK", "STATUS", "DETAIL", "FIX")]
+    rows += [(r.check, r.status, r.detail or "-", r.fix or "-") for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + f"  {row[3]}"
+        for row in rows
+    ]
+    problems = sum(result.status != "OK" for result in results)
+    summary = (
+        "precheck passed: ready to deploy"
+        if problems == 0
+        else f"precheck failed: {problems} of {len(results)} checks need attention"
+    )
+    return "\n".join([*lines, "", summary])

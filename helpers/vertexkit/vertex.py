@@ -1,0 +1,246 @@
+"""Vertex AI Pipelines requests: pipeline jobs, schedules, status; built here, sent by rest."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, TextIO
+from urllib.parse import quote
+
+import vertexkit
+from vertexkit import rest
+from vertexkit.config import ProjectConfig
+
+TERMINAL_STATES = {
+    "PIPELINE_STATE_SUCCEEDED",
+    "PIPELINE_STATE_FAILED",
+    "PIPELINE_STATE_CANCELLED",
+}
+_LABEL_VALUE = re.compile(r"[^a-z0-9_-]")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?#LW-]+$")
+
+
+def check_cron(cron: str) -> str:
+    """A Vertex AI schedule cron: five fields, optionally after ``TZ=Area/City``."""
+    fields = cron.split()
+    if fields and fields[0].startswith(("TZ=", "CRON_TZ=")):
+        fields = fields[1:]
+    if len(fields) != 5 or not all(_CRON_FIELD.match(f) for f in fields):
+        raise ValueError(
+            f"--cron {cron!r} is not a cron expression: five fields (minute hour day-of-month "
+            "month day-of-week), optionally after TZ=Area/City, e.g. 'TZ=Europe/Paris 0 6 * * 1'"
+        )
+    return cron
+
+
+SCHEDULE_ACTIONS = ("create", "pause", "resume", "delete")
+
+
+def parent(config: ProjectConfig) -> str:
+    return f"projects/{config.gcp.project_id}/locations/{config.gcp.region}"
+
+
+def api(config: ProjectConfig) -> str:
+    """Base URL of the Vertex AI v1 API for the environment's project and region."""
+    base = rest.endpoint("aiplatform", config.gcp.region, config.endpoints)
+    return f"{base}/v1/{parent(config)}"
+
+
+def label_value(text: str) -> str:
+    """A Google label value: lowercase letters, digits, '_' and '-', at most 63 characters."""
+    return _LABEL_VALUE.sub("-", text.lower())[:63]
+
+
+def job_id(pipeline_name: str, now: datetime) -> str:
+    """A unique, valid PipelineJob id: the pipeline name and a UTC timestamp."""
+    stem = label_value(pipeline_name).replace("_", "-")[:100].strip("-")
+    return f"{stem}-{now.astimezone(timezone.utc):%Y%m%d%H%M%S}"
+
+
+def pipeline_job(
+    config: ProjectConfig,
+    *,
+    display_name: str,
+    template_uri: str,
+    parameter_values: Mapping[str, Any],
+    git_commit: str,
+) -> dict[str, Any]:
+    """The PipelineJob resource: template, runtime config, service account, labels."""
+    return {
+        "displayName": display_name,
+        "templateUri": template_uri,
+        "runtimeConfig": {
+            "gcsOutputDirectory": config.names.pipeline_root,
+            "parameterValues": dict(parameter_values),
+        },
+        "serviceAccount": config.names.pipeline_service_account,
+        "labels": {
+            "vertexkit-version": label_value(vertexkit.__version__.replace(".", "-")),
+            "git-commit": label_value(git_commit),
+            "environment": label_value(config.environment),
+            "pipeline": label_value(display_name),
+        },
+    }
+
+
+def plan_run(
+    config: ProjectConfig,
+    pipeline_name: str,
+    *,
+    template_uri: str,
+    parameter_values: Mapping[str, Any],
+    git_commit: str,
+    now: datetime | None = None,
+) -> rest.HttpStep:
+    """The request that submits one run of ``pipeline_name``."""
+    run_id = job_id(pipeline_name, now or datetime.now(timezone.utc))
+    body = pipeline_job(
+        config,
+        display_name=pipeline_name,
+        template_uri=template_uri,
+        parameter_values=parameter_values,
+        git_commit=git_commit,
+    )
+    url = f"{api(config)}/pipelineJobs?pipelineJobId={run_id}"
+    return rest.HttpStep(f"submit {pipeline_name}", "POST", url, body)
+
+
+def console_url(config: ProjectConfig, run_id: str) -> str:
+    return (
+        f"https://console.cloud.google.com/vertex-ai/locations/{config.gcp.region}"
+        f"/pipelines/runs/{run_id}?project={config.gcp.project_id}"
+    )
+
+
+def wait(
+    config: ProjectConfig,
+    job_name: str,
+    http: Any,
+    *,
+    out: TextIO | None = None,
+    poll_seconds: float = 20.0,
+    timeout_seconds: float = 24 * 3600,
+) -> dict[str, Any]:
+    """Follow a pipeline job's task states until it ends; return the final job."""
+    out = out or sys.stdout
+    base = rest.endpoint("aiplatform", config.gcp.region, config.endpoints)
+    step = rest.HttpStep("follow run", "GET", f"{base}/v1/{job_name}")
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        job = rest.send(step, http)
+        for task in job.get("jobDetail", {}).get("taskDetails", []):
+            name, state = task.get("taskName", "?"), task.get("state", "?")
+            if name != job.get("displayName") and seen.get(name) != state:
+                seen[name] = state
+                out.write(f"  {name:<28} {state.lower()}\n")
+                out.flush()
+        if job.get("state") in TERMINAL_STATES:
+            return job
+        if time.monotonic() > deadline:
+            raise rest.CloudError(f"gave up waiting for {job_name} after {timeout_seconds:.0f}s")
+        time.sleep(poll_seconds)
+
+
+def plan_status(config: ProjectConfig, limit: int = 10) -> rest.HttpStep:
+    url = f"{api(config)}/pipelineJobs?orderBy=create_time%20desc&pageSize={limit}"
+    return rest.HttpStep("list runs", "GET", url)
+
+
+def render_status(config: ProjectConfig, answer: Mapping[str, Any] | None) -> str:
+    jobs = (answer or {}).get("pipelineJobs", [])
+    if not jobs:
+        return f"no pipeline runs in {parent(config)}"
+    lines = []
+    for job in jobs:
+        run_id = job["name"].rsplit("/", 1)[-1]
+        state = job.get("state", "?").removeprefix("PIPELINE_STATE_").lower()
+        created = job.get("createTime", "")[:19].replace("T", " ")
+        lines.append(f"{run_id:<48} {state:<10} {created}  {console_url(config, run_id)}")
+    return "\n".join(lines)
+
+
+def plan_job(config: ProjectConfig, run_id: str) -> rest.HttpStep:
+    return rest.HttpStep("read run", "GET", f"{api(config)}/pipelineJobs/{run_id}")
+
+
+def render_logs(config: ProjectConfig, job: Mapping[str, Any]) -> str:
+    """Task states and errors of one run, with where to read the full logs."""
+    run_id = job["name"].rsplit("/", 1)[-1]
+    lines = [f"{run_id}: {job.get('state', '?').removeprefix('PIPELINE_STATE_').lower()}"]
+    if error := job.get("error", {}).get("message"):
+        lines.append(f"  error: {error}")
+    for task in job.get("jobDetail", {}).get("taskDetails", []):
+        state = task.get("state", "?").lower()
+        lines.append(f"  {task.get('taskName', '?'):<28} {state}")
+        if message := task.get("error", {}).get("message"):
+            lines.append(f"    {message}")
+    query = quote(
+        'resource.type="aiplatform.googleapis.com/PipelineJob" '
+        f'resource.labels.pipeline_job_id="{run_id}"'
+    )
+    lines.append(f"  console: {console_url(config, run_id)}")
+    lines.append(
+        f"  logs: https://console.cloud.google.com/logs/query;query={query}"
+        f"?project={config.gcp.project_id}"
+    )
+    return "\n".join(lines)
+
+
+def schedule_name(config: ProjectConfig, pipeline_name: str) -> str:
+    """Schedules are found again by this display name, which makes create idempotent."""
+    return f"{config.name}-{pipeline_name}-{config.environment}"
+
+
+def plan_schedule_lookup(config: ProjectConfig, pipeline_name: str) -> rest.HttpStep:
+    display = schedule_name(config, pipeline_name)
+    url = f"{api(config)}/schedules?filter=display_name%3D%22{display}%22"
+    return rest.HttpStep("find schedule", "GET", url)
+
+
+def plan_schedule_upsert(
+    config: ProjectConfig, pipeline_name: str, cron: str, job: Mapping[str, Any]
+) -> rest.HttpStep:
+    """Create the schedule, or update it when the lookup step found one by name."""
+    body = {
+        "displayName": schedule_name(config, pipeline_name),
+        "cron": check_cron(cron),
+        "maxConcurrentRunCount": 1,
+        "createPipelineJobRequest": {"parent": parent(config), "pipelineJob": dict(job)},
+    }
+
+    def create_or_update(step: rest.HttpStep, responses: rest.Responses) -> rest.HttpStep:
+        found = (responses.get("find schedule") or {}).get("schedules", [])
+        if not found:
+            return rest.with_body(step, step.body)
+        base = rest.endpoint("aiplatform", config.gcp.region, config.endpoints)
+        url = f"{base}/v1/{found[0]['name']}?updateMask=cron,createPipelineJobRequest"
+        return rest.HttpStep("update schedule", "PATCH", url, body)
+
+    return rest.HttpStep(
+        "create schedule", "POST", f"{api(config)}/schedules", body, resolve=create_or_update
+    )
+
+
+def plan_schedule_action(config: ProjectConfig, pipeline_name: str, action: str) -> rest.HttpStep:
+    """Pause, resume or delete the schedule the lookup step found."""
+    if action not in {"pause", "resume", "delete"}:
+        raise ValueError(f"unknown schedule action {action!r}: pause, resume or delete")
+    marker = rest.placeholder("find schedule", "schedule name")
+    base = rest.endpoint("aiplatform", config.gcp.region, config.endpoints)
+    method, suffix = ("DELETE", "") if action == "delete" else ("POST", f":{action}")
+
+    def named(step: rest.HttpStep, responses: rest.Responses) -> rest.HttpStep:
+        found = (responses.get("find schedule") or {}).get("schedules", [])
+        if not found:
+            raise rest.CloudError(
+                f"no schedule named {schedule_name(config, pipeline_name)!r} in "
+                f"{parent(config)}: create it with `invoke schedule --env "
+                f"{config.environment} --pipeline {pipeline_name} --cron '...'`"
+            )
+        return rest.HttpStep(step.step, method, f"{base}/v1/{found[0]['name']}{suffix}")
+
+    return rest.HttpStep(f"{action} schedule", method, f"{base}/v1/{marker}{suffix}", resolve=named)
