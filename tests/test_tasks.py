@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -42,10 +43,23 @@ def assert_user_error(result: subprocess.CompletedProcess, code: int, message: s
 
 
 def test_list_shows_the_standard_tasks(project: Path) -> None:
-    result = invoke(project, "--list")
+    result = invoke(project, "--list", "--list-format", "json")
     assert result.returncode == 0, result.stderr
-    names = {line.split()[0] for line in result.stdout.splitlines()[1:] if line.strip()}
-    assert names == {"compile", "config", "lint", "run", "test"}
+    names = {task["name"] for task in json.loads(result.stdout)["tasks"]}
+    assert names == {
+        "build",
+        "compile",
+        "config",
+        "deploy",
+        "lint",
+        "logs",
+        "precheck",
+        "publish",
+        "run",
+        "schedule",
+        "status",
+        "test",
+    }
 
 
 def test_outside_a_project(tmp_path: Path) -> None:
@@ -71,12 +85,28 @@ def test_compile_writes_build_pipelines_from_a_subfolder(project: Path) -> None:
     assert not (project / "pipelines" / "build").exists()
 
 
+def test_compile_with_env_needs_a_built_image(project: Path) -> None:
+    result = invoke(project, "compile", "--env", "dev", "--pipeline", "training")
+    assert_user_error(
+        result, 1, "error: no image built for environment 'dev': run `invoke build --env dev` first"
+    )
+
+
 def test_compile_with_env_and_pipeline(project: Path) -> None:
+    image = "europe-west4-docker.pkg.dev/acme-ml-dev/demo-images/demo-base@sha256:" + "a" * 64
+    # The record `invoke build --env dev` leaves behind (see vertexkit.build.record_build).
+    record = project / "build" / "images" / "dev.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"reference": image}))
     result = invoke(project, "compile", "--env", "dev", "--pipeline", "training")
     assert result.returncode == 0, result.stderr
     compiled = project / "build" / "pipelines" / "training.yaml"
     spec = yaml.safe_load(compiled.read_text())
     assert spec["root"]["inputDefinitions"]["parameters"]["n"]["defaultValue"] == 5
+    executors = spec["deploymentSpec"]["executors"].values()
+    assert {executor["container"]["image"] for executor in executors} == {image}
+    tasks = spec["root"]["dag"]["tasks"].values()
+    assert all(task["cachingOptions"] == {"enableCache": True} for task in tasks)  # dev.yaml
 
 
 def test_compile_unknown_pipeline(project: Path) -> None:
@@ -106,10 +136,7 @@ def test_run_without_pipeline(project: Path) -> None:
 def test_run_without_local(project: Path) -> None:
     result = invoke(project, "run", "--pipeline", "training")
     assert_user_error(
-        result,
-        2,
-        "error: only local runs are available in this version: add --local "
-        "(submitting to Vertex AI arrives with `invoke deploy`)",
+        result, 2, "error: add --local to run here, or --env ENV to submit to Vertex AI"
     )
     assert not (project / "build").exists()
 
@@ -187,6 +214,13 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
             }
         },
         "local": {"output_dir": "build/local"},
+        "resources": {
+            "bucket": None,
+            "docker_repository": None,
+            "kfp_repository": None,
+            "pipeline_service_account": None,
+        },
+        "endpoints": {},
     }
     # Keys keep the models' order (name first), not alphabetical order.
     assert rest.splitlines()[0] == "name: demo"

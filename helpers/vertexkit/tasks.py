@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
 from vertexkit import compile as compiling
+from vertexkit import deploy as plans
+from vertexkit import rest, vertex
 from vertexkit.config import ConfigError, load_config
 from vertexkit.params import ParameterError
 
@@ -33,16 +36,20 @@ def _fail(exc: Exception) -> Exit:
 @task(
     help={
         "pipeline": "compile only this pipeline (default: every file in pipelines/)",
-        "env": "environment whose config supplies parameter values (default: base.yaml)",
+        "env": "environment to compile for: its parameter values, caching and built image",
     }
 )
 def compile(c: Context, pipeline: str | None = None, env: str | None = None) -> None:
     """Compile pipelines to build/pipelines/<name>.yaml."""
+    from vertexkit import build
+
     root = project_root()
     try:
         config = load_config(root, env)
-        written = compiling.compile_pipelines(root, config, [pipeline] if pipeline else None)
-    except _USER_ERRORS as exc:
+        image = build.read_image(root, env) if env else None
+        names = [pipeline] if pipeline else None
+        written = compiling.compile_pipelines(root, config, names, image=image)
+    except (*_USER_ERRORS, rest.CloudError) as exc:
         raise _fail(exc) from None
     for path in written:
         print(f"compiled {path.relative_to(root)}")
@@ -54,8 +61,11 @@ def compile(c: Context, pipeline: str | None = None, env: str | None = None) -> 
         "pipeline": "pipeline to run, the name of a file in pipelines/",
         "local": "run on the embedded KFP local runner (no cloud account needed)",
         "param": "override a parameter, key=value (repeatable); typed from the pipeline",
-        "env": "environment whose config supplies parameter values (default: base.yaml)",
+        "env": "environment: its config and, without --local, where the run is submitted",
         "verbose": "stream the runner's full log instead of one line per task",
+        "wait": "follow the submitted run's task states until it ends; fail if it fails",
+        "dry_run": "print the request instead of sending it",
+        "json": "with --dry-run: print the steps as a JSON array",
     },
 )
 def run(
@@ -65,8 +75,11 @@ def run(
     param: list[str] | None = None,
     env: str | None = None,
     verbose: bool = False,
+    wait: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
 ) -> None:
-    """Run a pipeline: --local runs it here, in this environment."""
+    """Run a pipeline: --local runs it here; --env ENV submits it to Vertex AI Pipelines."""
     from vertexkit import local as local_runner
     from vertexkit.params import parse_assignments
 
@@ -75,11 +88,17 @@ def run(
     if not pipeline:
         raise Exit(f"error: name the pipeline with --pipeline (available: {available})", 2)
     if not local:
-        raise Exit(
-            "error: only local runs are available in this version: add --local "
-            "(submitting to Vertex AI arrives with `invoke deploy`)",
-            2,
+        if not env:
+            raise Exit("error: add --local to run here, or --env ENV to submit to Vertex AI", 2)
+        steps = _cloud(
+            lambda config, release: [
+                plans.plan_run(root, config, release, pipeline, parse_assignments(param or []))
+            ],
+            root,
+            env,
         )
+        _apply(steps, dry_run, json, follow=wait, env=env)
+        return
     try:
         overrides = parse_assignments(param or [])
         result = local_runner.run_local(root, pipeline, overrides, env=env, verbose=verbose)
@@ -122,6 +141,198 @@ def test(c: Context, args: str = "") -> None:
         c.run(f"{sys.executable} -m pytest {args}".strip(), pty=False)
 
 
+def _cloud(plan: Any, root: Path, env: str) -> list[Any]:
+    """Load the environment's config and release, then plan; user errors become messages."""
+    from vertexkit.deploy import Release
+
+    try:
+        loaded = load_config(root, env)
+        return plan(loaded, Release.of(root))
+    except (*_USER_ERRORS, ValueError, rest.CloudError) as exc:
+        raise _fail(exc) from None
+
+
+def _apply(
+    steps: list[Any], dry_run: bool, as_json: bool, *, follow: bool = False, env: str = ""
+) -> Any:
+    """Show (dry run) or send the steps; with ``follow``, wait for the submitted run."""
+    if as_json and not dry_run:
+        raise Exit("error: --json goes with --dry-run", 2)
+    try:
+        responses = rest.execute(steps, dry_run=dry_run, as_json=as_json)
+        if dry_run:
+            return responses
+        for answer in responses.values():
+            if isinstance(answer, dict) and "/pipelineJobs/" in answer.get("name", ""):
+                config = load_config(project_root(), env)
+                run_id = answer["name"].rsplit("/", 1)[-1]
+                print(f"submitted {run_id}: {vertex.console_url(config, run_id)}")
+                if follow:
+                    job = vertex.wait(config, answer["name"], rest.session())
+                    state = job.get("state", "")
+                    if state != "PIPELINE_STATE_SUCCEEDED":
+                        raise Exit(f"error: run {run_id} ended {state}", 1)
+                    print(f"run {run_id} succeeded")
+        return responses
+    except (*_USER_ERRORS, ValueError, rest.CloudError) as exc:
+        raise _fail(exc) from None
+
+
+_CLOUD_HELP = {
+    "env": "environment (a config/<env>.yaml)",
+    "dry_run": "print the commands and requests instead of running them",
+    "json": "with --dry-run: print the steps as a JSON array",
+}
+
+
+@task(help={**_CLOUD_HELP, "local_docker": "build with the local Docker engine, not Cloud Build"})
+def build(
+    c: Context, env: str, local_docker: bool = False, dry_run: bool = False, json: bool = False
+) -> None:
+    """Build and push the components base image; its digest is recorded for compile."""
+    root = project_root()
+    steps = _cloud(
+        lambda config, release: plans.plan_build(root, config, release, local_docker=local_docker),
+        root,
+        env,
+    )
+    _apply(steps, dry_run, json)
+
+
+@task(help=_CLOUD_HELP)
+def publish(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
+    """Upload the compiled templates to the environment's Artifact Registry repository."""
+    root = project_root()
+    names = list(compiling.discover(root))
+    steps = _cloud(
+        lambda config, release: plans.plan_publish(root, config, release, names), root, env
+    )
+    _apply(steps, dry_run, json)
+
+
+@task(
+    iterable=["param"],
+    help={
+        **_CLOUD_HELP,
+        "pipeline": "pipeline to run after publishing (default: training)",
+        "param": "override a parameter of that run, key=value (repeatable)",
+        "local_docker": "build with the local Docker engine, not Cloud Build",
+        "wait": "follow the run until it ends; fail if it fails",
+    },
+)
+def deploy(
+    c: Context,
+    env: str,
+    pipeline: str = "training",
+    param: list[str] | None = None,
+    local_docker: bool = False,
+    wait: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
+    """Build, compile, publish and run, in that order; stops at the first failure."""
+    from vertexkit.params import parse_assignments
+
+    root = project_root()
+    steps = _cloud(
+        lambda config, release: plans.plan_deploy(
+            root,
+            config,
+            release,
+            pipeline,
+            parse_assignments(param or []),
+            local_docker=local_docker,
+        ),
+        root,
+        env,
+    )
+    _apply(steps, dry_run, json, follow=wait, env=env)
+
+
+@task(
+    iterable=["param"],
+    help={
+        **_CLOUD_HELP,
+        "pipeline": "the scheduled pipeline",
+        "cron": "when to run, e.g. 'TZ=Europe/Paris 0 6 * * 1' (create or update)",
+        "pause": "pause the schedule",
+        "resume": "resume the schedule",
+        "delete": "delete the schedule",
+        "param": "parameter of the scheduled runs, key=value (repeatable)",
+    },
+)
+def schedule(
+    c: Context,
+    env: str,
+    pipeline: str,
+    cron: str | None = None,
+    pause: bool = False,
+    resume: bool = False,
+    delete: bool = False,
+    param: list[str] | None = None,
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
+    """Create or update (by name), pause, resume or delete a pipeline's Vertex AI schedule."""
+    from vertexkit.params import parse_assignments
+
+    chosen = [name for name, on in (("pause", pause), ("resume", resume), ("delete", delete)) if on]
+    if len(chosen) > 1 or (chosen and cron):
+        raise Exit("error: give --cron, or one of --pause, --resume, --delete", 2)
+    action = chosen[0] if chosen else "create"
+    root = project_root()
+    steps = _cloud(
+        lambda config, release: plans.plan_schedule(
+            root, config, release, pipeline, action, cron, parse_assignments(param or [])
+        ),
+        root,
+        env,
+    )
+    _apply(steps, dry_run, json)
+
+
+@task(help=_CLOUD_HELP)
+def status(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
+    """Recent pipeline runs with their state and console links."""
+    root = project_root()
+    steps = _cloud(lambda config, release: [vertex.plan_status(config)], root, env)
+    responses = _apply(steps, dry_run, json)
+    if not dry_run:
+        print(vertex.render_status(load_config(root, env), responses.get("list runs")))
+
+
+@task(help={**_CLOUD_HELP, "run": "the run id (see `invoke status`)"})
+def logs(c: Context, env: str, run: str, dry_run: bool = False, json: bool = False) -> None:
+    """Task states and errors of one run, and where its full logs are."""
+    root = project_root()
+    steps = _cloud(lambda config, release: [vertex.plan_job(config, run)], root, env)
+    responses = _apply(steps, dry_run, json)
+    if not dry_run:
+        print(vertex.render_logs(load_config(root, env), responses["read run"]))
+
+
+@task(help=_CLOUD_HELP)
+def precheck(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
+    """Check APIs, buckets, repositories, service accounts and your permissions."""
+    from vertexkit import precheck as checking
+
+    root = project_root()
+    try:
+        config = load_config(root, env)
+        checks = checking.plan_checks(config)
+        if dry_run:
+            rest.execute(checking.steps(checks), dry_run=True, as_json=json)
+            return
+        results = checking.run_checks(checks, rest.session())
+    except (*_USER_ERRORS, rest.CloudError) as exc:
+        raise _fail(exc) from None
+    print(checking.render_table(results))
+    if not checking.passed(results):
+        raise Exit("error: some checks failed; run the fix commands above", 1)
+
+
 def namespace() -> Collection:
     """The collection a project's tasks.py exposes; add the team's own tasks to it."""
-    return Collection(compile, run, config, lint, test)
+    return Collection(
+        compile, run, config, lint, test, build, publish, deploy, schedule, status, logs, precheck
+    )

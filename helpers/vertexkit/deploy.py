@@ -1,0 +1,133 @@
+"""The deploy path as plans of steps: build, compile, publish, run (and schedules)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vertexkit import build, publish, rest, vertex
+from vertexkit import compile as compiling
+from vertexkit.config import ProjectConfig
+
+
+@dataclass(frozen=True)
+class Release:
+    """What is being deployed: the git commit, and the tags its templates get."""
+
+    commit: str
+    tags: list[str]
+
+    @classmethod
+    def of(cls, project_dir: Path) -> Release:
+        commit = publish.git_commit(project_dir)
+        return cls(commit, publish.release_tags(commit, publish.version_tag(project_dir)))
+
+
+def templates(project_dir: Path, names: list[str]) -> dict[str, Path]:
+    return {name: project_dir / compiling.OUTPUT_DIR / f"{name}.yaml" for name in names}
+
+
+def plan_build(
+    project_dir: Path, config: ProjectConfig, release: Release, *, local_docker: bool
+) -> list[rest.Step]:
+    steps = build.plan_build(
+        config, project_dir, git_commit=release.commit, local_docker=local_docker
+    )
+    env = config.environment
+    steps.append(
+        rest.LocalStep(
+            "record image",
+            f"write build/images/{env}.json with the pushed image and its digest",
+            lambda responses: build.record_build(project_dir, env, responses),
+        )
+    )
+    return steps
+
+
+def plan_compile(project_dir: Path, config: ProjectConfig, names: list[str]) -> rest.LocalStep:
+    env = config.environment
+    return rest.LocalStep(
+        "compile",
+        f"compile {', '.join(names)} to build/pipelines/ with the image of build/images/{env}.json",
+        lambda _: compiling.compile_pipelines(
+            project_dir, config, names, image=build.read_image(project_dir, env)
+        ),
+    )
+
+
+def plan_publish(
+    project_dir: Path,
+    config: ProjectConfig,
+    release: Release,
+    names: list[str],
+    *,
+    compiled_earlier: bool = True,
+) -> list[rest.Step]:
+    return list(
+        publish.plan_publish(
+            config,
+            templates(project_dir, names),
+            release.tags,
+            compiled_earlier=compiled_earlier,
+        )
+    )
+
+
+def plan_run(
+    project_dir: Path,
+    config: ProjectConfig,
+    release: Release,
+    pipeline_name: str,
+    overrides: dict[str, str],
+) -> rest.HttpStep:
+    """Submit the published template of ``pipeline_name`` at this release's commit tag."""
+    pipeline = compiling.load_pipeline(project_dir, pipeline_name)
+    values = compiling.configured_parameters(config, pipeline_name, pipeline, overrides)
+    uri = publish.template_uri(config, pipeline.name, release.commit)
+    return vertex.plan_run(
+        config, pipeline_name, template_uri=uri, parameter_values=values, git_commit=release.commit
+    )
+
+
+def plan_deploy(
+    project_dir: Path,
+    config: ProjectConfig,
+    release: Release,
+    pipeline_name: str,
+    overrides: dict[str, str],
+    *,
+    local_docker: bool,
+) -> list[rest.Step]:
+    """Build, compile, publish every pipeline, then run one; checked before anything runs."""
+    pipelines = compiling.load_pipelines(project_dir)
+    compiling.check_config_pipelines(config, pipelines)
+    compiling.require(pipeline_name, pipelines)
+    names = list(pipelines)
+    run = plan_run(project_dir, config, release, pipeline_name, overrides)
+    return [
+        *plan_build(project_dir, config, release, local_docker=local_docker),
+        plan_compile(project_dir, config, names),
+        *plan_publish(project_dir, config, release, names, compiled_earlier=False),
+        run,
+    ]
+
+
+def plan_schedule(
+    project_dir: Path,
+    config: ProjectConfig,
+    release: Release,
+    pipeline_name: str,
+    action: str,
+    cron: str | None,
+    overrides: dict[str, str],
+) -> list[rest.Step]:
+    """Create or update (by name), pause, resume or delete a pipeline's schedule."""
+    lookup = vertex.plan_schedule_lookup(config, pipeline_name)
+    if action != "create":
+        return [lookup, vertex.plan_schedule_action(config, pipeline_name, action)]
+    if not cron:
+        raise ValueError("--cron is required to create or update a schedule")
+    run = plan_run(project_dir, config, release, pipeline_name, overrides)
+    job: dict[str, Any] = dict(run.body)
+    return [lookup, vertex.plan_schedule_upsert(config, pipeline_name, cron, job)]

@@ -1,0 +1,201 @@
+"""`invoke deploy`: the dry run needs no credentials, and the real run sends what it showed.
+
+The real run goes to a local recording server (Cloud Build, Artifact Registry, Vertex AI)
+and to gcp-storage-emulator (the build context upload), through the project's invoke CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.recording_server import Recorded, RecordingServer
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BUCKET = "acme-ml-dev-demo-pipelines"
+PARENT = "projects/acme-ml-dev/locations/europe-west4"
+DIGEST = "sha256:" + "cd" * 32
+OPERATION = f"{PARENT}/operations/op-7"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The fixture project, made buildable (tiny wheel backend, Dockerfile) and committed."""
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURES / "project", root)
+    shutil.copy(FIXTURES / "tiny_backend.py", root / "tiny_backend.py")
+    (root / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "tiny_backend"\nbackend-path = ["."]\n'
+    )
+    (root / "components" / "tiny").mkdir(parents=True)
+    (root / "components" / "tiny" / "__init__.py").write_text("")
+    (root / "components" / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    (root / ".dockerignore").write_text("*\n!build/wheels/\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "first"]):
+        subprocess.run([*git, *command], cwd=root, check=True)
+    return root
+
+
+def _commit(project: Path) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=project, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _invoke(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("VERTEXKIT", "GOOGLE"))}
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=project,
+        env={**base, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _no_credentials(tmp_path: Path) -> dict[str, str]:
+    """No ADC file, no gcloud config, no metadata server: a machine without credentials."""
+    return {
+        "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "absent.json"),
+        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+        "GCE_METADATA_HOST": "127.0.0.1:9",
+        "GCE_METADATA_IP": "127.0.0.1:9",
+    }
+
+
+@pytest.fixture
+def gcs() -> Iterator[str]:
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        requests.post(f"{url}/storage/v1/b?project=t", json={"name": BUCKET}).raise_for_status()
+        yield url
+    finally:
+        server.stop()
+
+
+def _fake_google(server: RecordingServer) -> None:
+    """Cloud Build (create, then the finished operation), Artifact Registry, Vertex AI."""
+    build = {"id": "b-7", "status": "WORKING", "logUrl": "https://console/b-7"}
+    server.route(
+        "POST", f"/v1/{PARENT}/builds", (200, {"name": OPERATION, "metadata": {"build": build}})
+    )
+
+    def finished(_: Recorded) -> tuple[int, dict]:
+        created = next(r for r in server.requests if r.path == f"/v1/{PARENT}/builds")
+        images = [{"name": name, "digest": DIGEST} for name in created.json["images"]]
+        result = {"id": "b-7", "status": "SUCCESS", "results": {"images": images}}
+        return 200, {"name": OPERATION, "done": True, "response": result}
+
+    server.route("GET", f"/v1/{OPERATION}", finished)
+    server.route("POST", "/acme-ml-dev/demo-pipelines", (200, f"demo-training/{DIGEST}"))
+    server.route("POST", f"/v1/{PARENT}/pipelineJobs", (200, {"name": f"{PARENT}/pipelineJobs/x"}))
+
+
+def test_deploy_dry_run_json_needs_no_credentials(project: Path, tmp_path: Path) -> None:
+    result = _invoke(
+        project, _no_credentials(tmp_path), "deploy", "--env", "dev", "--dry-run", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    steps = json.loads(result.stdout)
+    http = [s for s in steps if "method" in s]
+    assert all(set(s) >= {"step", "method", "url", "body"} for s in http)
+    names = [s["step"] for s in steps]
+    assert names.index("compile") < names.index("publish training") < names.index("submit training")
+    assert not (project / "build" / "images").exists(), "a dry run must not build"
+
+
+def test_deploy_without_credentials_says_how_to_log_in(project: Path, tmp_path: Path) -> None:
+    result = _invoke(project, _no_credentials(tmp_path), "deploy", "--env", "dev")
+    assert result.returncode == 1
+    assert "gcloud auth application-default login" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_deploy_sends_exactly_what_the_dry_run_showed(
+    project: Path, tmp_path: Path, recording_server: RecordingServer, gcs: str
+) -> None:
+    _fake_google(recording_server)
+    endpoints = {
+        f"VERTEXKIT_ENDPOINT_{service}": recording_server.url
+        for service in ("CLOUDBUILD", "KFP_REGISTRY", "AIPLATFORM")
+    }
+    env = {**endpoints, "VERTEXKIT_ENDPOINT_STORAGE": gcs, "VERTEXKIT_NO_AUTH": "1"}
+    shown = _invoke(project, env, "deploy", "--env", "dev", "--dry-run", "--json")
+    assert shown.returncode == 0, shown.stderr
+    planned = {s["step"]: s for s in json.loads(shown.stdout) if "method" in s}
+
+    deployed = _invoke(project, env, "deploy", "--env", "dev", "--param", "n=9")
+    assert deployed.returncode == 0, deployed.stderr + deployed.stdout
+    assert "submitted " in deployed.stdout
+
+    sent = {(r.method, r.path): r for r in recording_server.requests}
+    build_request = sent[("POST", f"/v1/{PARENT}/builds")]
+    expected_build = planned["start cloud build"]["body"]
+    generation = build_request.json["source"]["storageSource"]["generation"]
+    expected_build["source"]["storageSource"]["generation"] = generation
+    assert build_request.json == expected_build
+
+    commit = _commit(project)
+    upload = sent[("POST", "/acme-ml-dev/demo-pipelines")]
+    assert f"{commit},latest".encode() in upload.body
+    compiled = (project / "build" / "pipelines" / "training.yaml").read_bytes()
+    assert compiled in upload.body, "the uploaded template is the compiled file"
+    assert f"@{DIGEST}".encode() in compiled, "compiled with the pushed image's digest"
+
+    job = sent[("POST", f"/v1/{PARENT}/pipelineJobs")]
+    expected_job = planned["submit training"]["body"]
+    expected_job["runtimeConfig"]["parameterValues"]["n"] = 9  # the --param of the real run
+    assert job.json == expected_job
+    assert job.json["templateUri"].endswith(f"/demo-pipelines/demo-training/{commit}")
+    assert job.json["serviceAccount"] == "demo-pipelines@acme-ml-dev.iam.gserviceaccount.com"
+    assert job.json["runtimeConfig"]["gcsOutputDirectory"] == f"gs://{BUCKET}/pipeline-root"
+    assert json.loads((project / "build" / "images" / "dev.json").read_text())["digest"] == DIGEST
+
+
+def test_deploy_stops_at_the_first_failure(
+    project: Path, recording_server: RecordingServer, gcs: str
+) -> None:
+    _fake_google(recording_server)
+    failed = {"name": OPERATION, "done": True, "error": {"code": 2, "message": "step 0 failed"}}
+    recording_server.route("GET", f"/v1/{OPERATION}", (200, failed))
+    env = {
+        "VERTEXKIT_ENDPOINT_CLOUDBUILD": recording_server.url,
+        "VERTEXKIT_ENDPOINT_KFP_REGISTRY": recording_server.url,
+        "VERTEXKIT_ENDPOINT_AIPLATFORM": recording_server.url,
+        "VERTEXKIT_ENDPOINT_STORAGE": gcs,
+        "VERTEXKIT_NO_AUTH": "1",
+    }
+    result = _invoke(project, env, "deploy", "--env", "dev")
+    assert result.returncode == 1
+    assert "b-7" in result.stderr or "step 0 failed" in result.stderr
+    paths = [r.path for r in recording_server.requests]
+    assert f"/v1/{PARENT}/pipelineJobs" not in paths
+    assert "/acme-ml-dev/demo-pipelines" not in paths
+
+
+def test_unknown_parameter_is_rejected_before_anything_is_sent(
+    project: Path, recording_server: RecordingServer
+) -> None:
+    env = {"VERTEXKIT_ENDPOINT_CLOUDBUILD": recording_server.url, "VERTEXKIT_NO_AUTH": "1"}
+    result = _invoke(project, env, "deploy", "--env", "dev", "--param", "nope=1")
+    assert result.returncode == 1
+    assert "pipeline 'training' has no parameter 'nope'" in result.stderr
+    assert recording_server.requests == []
