@@ -67,6 +67,7 @@ def direct(project: Path, workdir: Path) -> None:
         model_registry=str(workdir / "registry"),
         champion_metric="roc_auc",
         metric_direction="maximize",
+        serving_image="",
     )
 
 
