@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import sys
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import requests
 
+from tests.gcs_emulator import create_bucket
 from tests.recording_server import Recorded, RecordingServer
 from vertexkit import build, rest
 from vertexkit.config import load_config
@@ -66,27 +65,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def gcs(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """gcp-storage-emulator in memory with an empty bucket; yields its URL."""
-    from gcp_storage_emulator.server import create_server
-
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        requests.post(f"{url}/storage/v1/b?project=t", json={"name": BUCKET}).raise_for_status()
-        monkeypatch.setenv("VERTEXKIT_ENDPOINT_STORAGE", url)
-        yield url
-    finally:
-        server.stop()
+def gcs(gcs_emulator: str) -> str:
+    """The emulator with an empty bucket; yields its URL."""
+    create_bucket(gcs_emulator, BUCKET)
+    return gcs_emulator
 
 
 def _members(data: bytes) -> dict[str, tarfile.TarInfo]:

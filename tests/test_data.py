@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pandas as pd
 import pytest
 
+from tests.gcs_emulator import create_bucket
 from vertexkit.data import (
     ColumnSpec,
     DataValidationError,
@@ -101,30 +101,11 @@ def test_write_table_rejects_unsupported_destinations(uri: str, frame: pd.DataFr
 # --------------------------------------------------------------------------- GCS (emulator)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def gcs_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Run gcp-storage-emulator in memory, point the storage client at it, yield a bucket."""
-    from gcp_storage_emulator.server import create_server
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    try:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-        monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
-        client = storage.Client(project="test-project", credentials=AnonymousCredentials())
-        client.create_bucket("vertexkit-test")
-        yield "vertexkit-test"
-    finally:
-        server.stop()
+def gcs_bucket(gcs_emulator: str) -> str:
+    """An empty bucket in the emulator, which the storage client now talks to."""
+    create_bucket(gcs_emulator, "vertexkit-test")
+    return "vertexkit-test"
 
 
 def test_gcs_round_trip(gcs_bucket: str, frame: pd.DataFrame) -> None:

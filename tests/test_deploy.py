@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
+from tests.gcs_emulator import create_bucket
 from tests.recording_server import Recorded, RecordingServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -75,20 +73,9 @@ def _no_credentials(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def gcs() -> Iterator[str]:
-    from gcp_storage_emulator.server import create_server
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        requests.post(f"{url}/storage/v1/b?project=t", json={"name": BUCKET}).raise_for_status()
-        yield url
-    finally:
-        server.stop()
+def gcs(gcs_emulator: str) -> str:
+    create_bucket(gcs_emulator, BUCKET)
+    return gcs_emulator
 
 
 def _fake_google(server: RecordingServer) -> None:

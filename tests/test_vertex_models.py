@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -363,29 +361,14 @@ def test_api_errors_name_the_step(
 # --------------------------------------------------------------------------- copy_champion_to
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
-def gcs_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """gcp-storage-emulator in memory; the storage client points at it."""
-    from gcp_storage_emulator.server import create_server
+def gcs_bucket(gcs_emulator: str) -> Any:
+    """A bucket in the emulator, as a storage client object."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    port = _free_port()
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    try:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-        monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
-        client = storage.Client(project="test-project", credentials=AnonymousCredentials())
-        yield client.create_bucket("models")
-    finally:
-        server.stop()
+    client = storage.Client(project="test-project", credentials=AnonymousCredentials())
+    return client.create_bucket("models")
 
 
 def test_copy_champion_to(registry: VertexModelRegistry, gcs_bucket: Any, tmp_path: Path) -> None:
