@@ -186,3 +186,19 @@ def test_unknown_parameter_is_rejected_before_anything_is_sent(
     assert result.returncode == 1
     assert "pipeline 'training' has no parameter 'nope'" in result.stderr
     assert recording_server.requests == []
+
+
+def test_missing_bucket_points_to_precheck(
+    project: Path, recording_server: RecordingServer, gcs_emulator: str
+) -> None:
+    _fake_google(recording_server)
+    env = {
+        "VERTEXKIT_ENDPOINT_CLOUDBUILD": recording_server.url,
+        "VERTEXKIT_ENDPOINT_STORAGE": gcs_emulator,  # no bucket created
+        "VERTEXKIT_NO_AUTH": "1",
+    }
+    result = _invoke(project, env, "deploy", "--env", "dev")
+    assert result.returncode == 1
+    assert "upload build context" in result.stderr and "404" in result.stderr
+    assert "`invoke precheck --env dev` lists what is missing" in result.stderr
+    assert recording_server.requests == [], "nothing may be sent after the failed upload"

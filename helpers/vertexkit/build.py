@@ -196,7 +196,8 @@ def _upload(url: str, path: str) -> Any:
     response = rest.session().post(url, data=data, headers={"Content-Type": OCTET_STREAM})
     if response.status_code != 200:
         raise rest.CloudError(
-            f"{UPLOAD}: POST {url} answered {response.status_code}: {response.text[:500]}"
+            f"{UPLOAD}: POST {url} answered {response.status_code}: {response.text[:500]}",
+            status=response.status_code,
         )
     return response.json()
 

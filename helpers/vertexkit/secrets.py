@@ -62,7 +62,7 @@ class SecretError(rest.CloudError):
 def secret_name_problem(name: object) -> str | None:
     """Why ``name`` cannot name a secret (without repeating it), or None when it can."""
     if not isinstance(name, str):
-        return f"a secret name is text, got {type(name).__name__}"
+        return f"a secret name is text, got {type(name).__name__} (quote it in YAML)"
     if not NAME_RE.match(name) or len(name) > NAME_MAX:
         return (
             f"a secret name is 1 to {NAME_MAX} ASCII letters, digits and underscores, not "

@@ -97,7 +97,7 @@ def run(
             root,
             env,
         )
-        _apply(steps, dry_run, json, follow=wait, env=env)
+        _apply(steps, dry_run, json, env, follow=wait)
         return
     try:
         overrides = parse_assignments(param or [])
@@ -153,7 +153,7 @@ def _cloud(plan: Any, root: Path, env: str) -> list[Any]:
 
 
 def _apply(
-    steps: list[Any], dry_run: bool, as_json: bool, *, follow: bool = False, env: str = ""
+    steps: list[Any], dry_run: bool, as_json: bool, env: str, *, follow: bool = False
 ) -> Any:
     """Show (dry run) or send the steps; with ``follow``, wait for the submitted run."""
     if as_json and not dry_run:
@@ -174,7 +174,15 @@ def _apply(
                         raise Exit(f"error: run {run_id} ended {state}", 1)
                     print(f"run {run_id} succeeded")
         return responses
-    except (*_USER_ERRORS, ValueError, rest.CloudError) as exc:
+    except rest.CloudError as exc:
+        if exc.status == 404:
+            raise Exit(
+                f"error: {exc}\n  `invoke precheck --env {env}` lists what is missing in the "
+                "environment and the command that creates it",
+                1,
+            ) from None
+        raise _fail(exc) from None
+    except (*_USER_ERRORS, ValueError) as exc:
         raise _fail(exc) from None
 
 
@@ -196,7 +204,7 @@ def build(
         root,
         env,
     )
-    _apply(steps, dry_run, json)
+    _apply(steps, dry_run, json, env)
 
 
 @task(help=_CLOUD_HELP)
@@ -207,7 +215,7 @@ def publish(c: Context, env: str, dry_run: bool = False, json: bool = False) -> 
     steps = _cloud(
         lambda config, release: plans.plan_publish(root, config, release, names), root, env
     )
-    _apply(steps, dry_run, json)
+    _apply(steps, dry_run, json, env)
 
 
 @task(
@@ -246,7 +254,7 @@ def deploy(
         root,
         env,
     )
-    _apply(steps, dry_run, json, follow=wait, env=env)
+    _apply(steps, dry_run, json, env, follow=wait)
 
 
 @task(
@@ -288,7 +296,7 @@ def schedule(
         root,
         env,
     )
-    _apply(steps, dry_run, json)
+    _apply(steps, dry_run, json, env)
 
 
 @task(help=_CLOUD_HELP)
@@ -296,7 +304,7 @@ def status(c: Context, env: str, dry_run: bool = False, json: bool = False) -> N
     """Recent pipeline runs with their state and console links."""
     root = project_root()
     steps = _cloud(lambda config, release: [vertex.plan_status(config)], root, env)
-    responses = _apply(steps, dry_run, json)
+    responses = _apply(steps, dry_run, json, env)
     if not dry_run:
         print(vertex.render_status(load_config(root, env), responses.get("list runs")))
 
@@ -306,7 +314,7 @@ def logs(c: Context, env: str, run: str, dry_run: bool = False, json: bool = Fal
     """Task states and errors of one run, and where its full logs are."""
     root = project_root()
     steps = _cloud(lambda config, release: [vertex.plan_job(config, run)], root, env)
-    responses = _apply(steps, dry_run, json)
+    responses = _apply(steps, dry_run, json, env)
     if not dry_run:
         print(vertex.render_logs(load_config(root, env), responses["read run"]))
 
