@@ -49,6 +49,11 @@ def demo(c: Context, dest: str = "build/demo") -> None:
         print("==> creating the project's virtual environment")
         subprocess.run([sys.executable, "-m", "venv", str(target / ".venv")], check=True)
     print("==> installing the project (pip install -e '.[dev]'; the first time takes a minute)")
+    # pip may hold a wheel of vertexkit built from this checkout earlier: build it afresh.
+    subprocess.run(
+        [str(venv_bin / "python"), "-m", "pip", "cache", "remove", "vertexkit"],
+        capture_output=True,
+    )
     subprocess.run(
         [
             str(venv_bin / "python"),

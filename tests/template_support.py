@@ -61,3 +61,13 @@ def find_python(version: str) -> str | None:
         if probe.returncode == 0 and probe.stdout.strip() == version:
             return candidate
     return None
+
+
+def forget_cached_vertexkit(python: str) -> None:
+    """Drop wheels of vertexkit that pip cached from an earlier checkout.
+
+    pip caches the wheel it builds from a `file://` directory whose name looks like
+    "name-version" (e.g. ci-clone), keyed by the URL alone: a later install from the same path
+    would get the old code.
+    """
+    subprocess.run([python, "-m", "pip", "cache", "remove", "vertexkit"], capture_output=True)

@@ -19,7 +19,13 @@ import pytest
 from copier import run_copy
 
 import vertexkit
-from tests.template_support import BASE_ANSWERS, ROOT, find_python, render
+from tests.template_support import (
+    BASE_ANSWERS,
+    ROOT,
+    find_python,
+    forget_cached_vertexkit,
+    render,
+)
 
 VARIANTS = {
     "defaults": {"python_version": "3.11"},
@@ -62,6 +68,7 @@ def test_generated_project_end_to_end(tmp_path: Path, variant: str) -> None:
 
     # The README's install command, in the project's own virtual environment.
     _run([python, "-m", "venv", ".venv"], project)
+    forget_cached_vertexkit(str(project / ".venv" / "bin" / "python"))
     _run([".venv/bin/python", "-m", "pip", "install", "--quiet", "-e", ".[dev]"], project)
 
     tests = _run([".venv/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider"], project)

@@ -378,7 +378,7 @@ def test_precheck_refuses_invalid_names(config: ProjectConfig) -> None:
 
 def write_project(tmp_path: Path, base_extra: str, dev: str = "") -> Path:
     config_dir = tmp_path / "config"
-    config_dir.mkdir()
+    config_dir.mkdir(parents=True)
     base = "name: demo\nnaming_prefix: demo\ngcp: {project_id: acme-ml-dev, region: us-central1}\n"
     (config_dir / "base.yaml").write_text(base + base_extra)
     (config_dir / "dev.yaml").write_text(dev)

@@ -29,9 +29,8 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from kfp.dsl.base_component import BaseComponent
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -41,6 +40,9 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
+
+if TYPE_CHECKING:  # kfp is imported where components are handled: config imports this module
+    from kfp.dsl.base_component import BaseComponent
 
 # Vertex AI's AcceleratorType enum (google.cloud.aiplatform.v1.AcceleratorType), without
 # ACCELERATOR_TYPE_UNSPECIFIED and NVIDIA_TESLA_K80 (end of support). Which ones a region and a
@@ -97,6 +99,17 @@ def _component_name(value: str) -> str:
 ComponentName = Annotated[str, AfterValidator(_component_name)]
 
 
+def _closest_accelerator(value: str) -> str | None:
+    """The accelerator type ``value`` most likely meant: the one name holding all its parts
+    (NVIDIA_T4 -> NVIDIA_TESLA_T4), else the closest spelling."""
+    parts = set(re.split(r"[^A-Z0-9]+", value.upper())) - {""}
+    holding = [name for name in ACCELERATOR_TYPES if parts <= set(name.split("_"))]
+    if len(holding) == 1:
+        return holding[0]
+    close = difflib.get_close_matches(value.upper(), ACCELERATOR_TYPES, n=1)
+    return close[0] if close else None
+
+
 class ComponentResources(BaseModel):
     """The machines one component runs on when it runs as a Vertex AI custom training job."""
 
@@ -138,8 +151,8 @@ class ComponentResources(BaseModel):
     @classmethod
     def _accelerator_type(cls, value: str | None) -> str | None:
         if value is not None and value not in ACCELERATOR_TYPES:
-            close = difflib.get_close_matches(value.upper(), ACCELERATOR_TYPES, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = _closest_accelerator(value)
+            hint = f"; did you mean {close!r}?" if close else ""
             raise ValueError(
                 f"{value!r} is not a Vertex AI accelerator type{hint} "
                 f"(valid: {', '.join(ACCELERATOR_TYPES)})"
@@ -238,6 +251,8 @@ def sized(component: BaseComponent) -> BaseComponent:
 
     Call it in the pipeline where the component is used: ``sized(train_model)(...)``.
     """
+    from kfp.dsl.base_component import BaseComponent
+
     implementation = getattr(getattr(component, "component_spec", None), "implementation", None)
     if (
         not isinstance(component, BaseComponent)
