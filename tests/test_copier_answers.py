@@ -33,6 +33,9 @@ BAD_ANSWERS = [
     ({"package_name": "9lives"}, "package_name", "Python identifier"),
     ({"author_email": "not-an-email"}, "author_email", "e-mail address"),
     ({"description": "two\nlines"}, "description", "single line"),
+    ({"orchestrator": "argo"}, "orchestrator", "argo"),
+    ({"orchestrator": "kfp", "kfp_host": "kfp.example.com"}, "kfp_host", "http(s) URL"),
+    ({"orchestrator": "kfp", "kfp_host": "https://a:b@kfp.example.com"}, "kfp_host", "credentials"),
 ]
 
 

@@ -34,6 +34,8 @@ VARIANTS = {
         "environments": ["staging"],
         "project_name": "Fraud Scoring",
         "gcp_region": "europe-west4",
+        "orchestrator": "kfp",
+        "kfp_host": "https://kfp.example.com",
     },
     "all-envs-py312": {
         "python_version": "3.12",

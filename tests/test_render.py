@@ -26,7 +26,8 @@ ENV_SETS = [
     for combo in itertools.combinations(ENVIRONMENTS, size)
 ]
 PYTHONS = ["3.10", "3.11", "3.12"]
-MATRIX = [(envs, py) for envs in ENV_SETS for py in PYTHONS]
+ORCHESTRATORS = ["vertex", "kfp"]
+MATRIX = [(envs, py, orch) for envs in ENV_SETS for py in PYTHONS for orch in ORCHESTRATORS]
 LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 
 EXPECTED_FILES = [
@@ -55,20 +56,23 @@ EXPECTED_FILES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Path]:
-    projects = {}
-    for envs, python in MATRIX:
-        name = f"{'-'.join(envs)}-py{python.replace('.', '')}"
-        dest = tmp_path_factory.mktemp("render") / name
-        answers = {"environments": envs, "python_version": python, "package_name": "demo_pkg"}
-        projects[(",".join(envs), python)] = render(dest, answers)
-    return projects
+def _ruff_clean(project: Path) -> None:
+    for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command], cwd=project, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("envs", "python"), MATRIX, ids=lambda v: str(v))
-def test_rendered_tree(rendered: dict, envs: list[str], python: str) -> None:
-    project = rendered[(",".join(envs), python)]
+@pytest.mark.parametrize(("envs", "python", "orchestrator"), MATRIX, ids=lambda v: str(v))
+def test_rendered_project(tmp_path: Path, envs: list[str], python: str, orchestrator: str) -> None:
+    answers = {
+        "environments": envs,
+        "python_version": python,
+        "package_name": "demo_pkg",
+        "orchestrator": orchestrator,
+    }
+    project = render(tmp_path / "project", answers)
     for relative in EXPECTED_FILES:
         assert (project / relative).is_file(), f"{relative} missing"
     assert environments(project) == sorted(envs)
@@ -94,21 +98,16 @@ def test_rendered_tree(rendered: dict, envs: list[str], python: str) -> None:
     for env in [None, *envs]:
         config = load_config(project, env)
         assert config.gcp.project_id == "acme-ml-dev"
-
-
-@pytest.mark.parametrize(("envs", "python"), MATRIX, ids=lambda v: str(v))
-def test_generated_python_is_ruff_clean(rendered: dict, envs: list[str], python: str) -> None:
-    project = rendered[(",".join(envs), python)]
-    for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
-        result = subprocess.run(
-            [sys.executable, "-m", "ruff", *command], cwd=project, capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+        assert config.orchestrator == orchestrator
+        assert (config.kfp is not None) == (orchestrator == "kfp")
+    readme = (project / "README.md").read_text()
+    assert ("invoke schedule" in readme) == (orchestrator == "vertex")
+    _ruff_clean(project)
 
 
 @pytest.mark.parametrize("python", PYTHONS)
-def test_dockerfile_is_hadolint_clean(rendered: dict, python: str) -> None:
-    project = rendered[("dev,prod", python)]
+def test_dockerfile_is_hadolint_clean(tmp_path: Path, python: str) -> None:
+    project = render(tmp_path / "project", {"python_version": python})
     result = subprocess.run(
         [str(Path(sys.executable).parent / "hadolint"), "components/Dockerfile"],
         cwd=project,
@@ -125,9 +124,4 @@ def test_long_names_stay_ruff_clean(tmp_path: Path) -> None:
         "package_name": "a_very_long_package_name_for_fraud_detection_models",
         "naming_prefix": "a-very-long-prefix-x",
     }
-    project = render(tmp_path / "long", answers)
-    for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
-        result = subprocess.run(
-            [sys.executable, "-m", "ruff", *command], cwd=project, capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+    _ruff_clean(render(tmp_path / "long", answers))

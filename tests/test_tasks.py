@@ -220,7 +220,10 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
             "kfp_repository": None,
             "pipeline_service_account": None,
         },
+        "components": {},
         "endpoints": {},
+        "orchestrator": "vertex",
+        "kfp": None,
     }
     # Keys keep the models' order (name first), not alphabetical order.
     assert rest.splitlines()[0] == "name: demo"

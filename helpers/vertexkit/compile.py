@@ -14,7 +14,7 @@ from google.protobuf import json_format
 from kfp import compiler
 from kfp.dsl.graph_component import GraphComponent
 
-from vertexkit import params
+from vertexkit import params, resources
 from vertexkit.config import ProjectConfig
 
 PIPELINES_DIR = "pipelines"
@@ -75,6 +75,31 @@ def load_pipelines(project_dir: str | Path) -> dict[str, GraphComponent]:
     return {name: load_pipeline(project_dir, name) for name in discover(project_dir)}
 
 
+def load_sized_pipelines(
+    project_dir: str | Path, config: ProjectConfig
+) -> dict[str, GraphComponent]:
+    """Every pipeline, built with the config's component resources, and checked against it.
+
+    Components that pipelines wrap with ``vertexkit.resources.sized`` and that ``components:``
+    names become Vertex AI custom jobs. For compiling only: local runs use :func:`load_pipelines`.
+    """
+    with resources.active(
+        config.components, service_account=config.names.pipeline_service_account
+    ) as sizing:
+        pipelines = load_pipelines(project_dir)
+    check_config_pipelines(config, pipelines)
+    try:
+        resources.check_components(
+            config.components,
+            sizing.found,
+            used=resources.components_in(pipelines.values()),
+            source_of=config.source_of,
+        )
+    except resources.ResourcesError as exc:
+        raise PipelineError(str(exc)) from None
+    return pipelines
+
+
 def pipeline_spec(pipeline: GraphComponent) -> dict[str, Any]:
     """The pipeline's IR as a dict (what the compiled YAML holds)."""
     return json_format.MessageToDict(pipeline.pipeline_spec)
@@ -130,6 +155,7 @@ def for_environment(spec: dict[str, Any], *, image: str | None, enable_caching: 
             container = executor.get("container")
             if container and "/" not in container.get("image", "/"):
                 container["image"] = image
+        resources.bind_worker_images(spec, image)
     dags = [spec.get("root", {}).get("dag", {})]
     dags += [c["dag"] for c in spec.get("components", {}).values() if "dag" in c]
     for dag in dags:
@@ -152,8 +178,7 @@ def compile_pipelines(
     """
     project_dir = Path(project_dir)
     out = Path(output_dir) if output_dir else project_dir / OUTPUT_DIR
-    pipelines = load_pipelines(project_dir)
-    check_config_pipelines(config, pipelines)
+    pipelines = load_sized_pipelines(project_dir, config)
     names = names or list(pipelines)
     for name in names:
         require(name, pipelines)

@@ -12,7 +12,8 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -22,10 +23,13 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
 from vertexkit import naming
+from vertexkit.kfp_backend import KfpSettings
+from vertexkit.resources import ComponentName, ComponentResources
 
 BASE_FILE = "base.yaml"
 ENV_PREFIX = "VERTEXKIT__"
@@ -129,15 +133,41 @@ class ProjectConfig(_Strict):
         description="Parameters given to every pipeline that declares them.",
     )
     pipelines: dict[PipelineName, PipelineConfig] = Field(default_factory=dict)
+    components: dict[ComponentName, ComponentResources] = Field(
+        default_factory=dict,
+        description="Machines of the components that pipelines wrap with "
+        "vertexkit.resources.sized, by kfp component name (train-model); applied when "
+        "compiling, never in local runs.",
+    )
     local: LocalConfig = Field(default_factory=LocalConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     endpoints: dict[str, str] = Field(
         default_factory=dict,
         description="Base URLs that replace Google's public endpoints, by service name.",
     )
+    orchestrator: Literal["vertex", "kfp"] = Field(
+        default="vertex",
+        description="Where --env runs go: Vertex AI Pipelines, or the Kubeflow Pipelines "
+        "cluster of kfp.host.",
+    )
+    kfp: KfpSettings | None = Field(
+        default=None,
+        validate_default=True,
+        description="The Kubeflow Pipelines cluster that runs the pipelines (orchestrator: kfp).",
+    )
 
     _environment: str = PrivateAttr(default="local")
     _sources: dict[Path_, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("kfp")
+    @classmethod
+    def _kfp_when_chosen(cls, value: KfpSettings | None, info: ValidationInfo) -> Any:
+        if value is None and info.data.get("orchestrator") == "kfp":
+            raise ValueError(
+                "orchestrator is kfp: add a kfp section with the cluster's API URL, "
+                "e.g. kfp: {host: https://kfp.example.com}"
+            )
+        return value
 
     @field_validator("naming_prefix")
     @classmethod
@@ -319,6 +349,9 @@ def _suggest(loc: Path_) -> str:
     while parents and model is not None:
         name = parents.pop(0)
         annotation = model.model_fields[name].annotation if name in model.model_fields else None
+        if get_origin(annotation) in (Union, UnionType):  # an optional section, e.g. kfp
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            annotation = members[0] if len(members) == 1 else None
         value_type = get_args(annotation)[-1] if get_origin(annotation) is dict else None
         if isinstance(value_type, type) and issubclass(value_type, BaseModel):
             if parents:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vertexkit import build, publish, rest, vertex
+from vertexkit import build, kfp_backend, publish, rest, vertex
 from vertexkit import compile as compiling
 from vertexkit.config import ProjectConfig
 
@@ -63,14 +64,23 @@ def plan_publish(
     names: list[str],
     *,
     compiled_earlier: bool = True,
+    now: datetime | None = None,
 ) -> list[rest.Step]:
-    return list(
-        publish.plan_publish(
-            config,
-            templates(project_dir, names),
-            release.tags,
+    """Upload the compiled templates: to Artifact Registry, or to the KFP cluster."""
+    paths = templates(project_dir, names)
+    if config.orchestrator == "kfp":
+        assert config.kfp  # the config requires it for orchestrator kfp
+        return kfp_backend.plan_publish(
+            config.kfp,
+            paths,
+            kfp_backend.version_name(release.commit, now or datetime.now(timezone.utc)),
+            project=config.name,
+            environment=config.environment,
+            description=f"commit {release.commit} (tags: {', '.join(release.tags)})",
             compiled_earlier=compiled_earlier,
         )
+    return list(
+        publish.plan_publish(config, paths, release.tags, compiled_earlier=compiled_earlier)
     )
 
 
@@ -80,14 +90,32 @@ def plan_run(
     release: Release,
     pipeline_name: str,
     overrides: dict[str, str],
-) -> rest.HttpStep:
-    """Submit the published template of ``pipeline_name`` at this release's commit tag."""
+    *,
+    published_in_plan: bool = False,
+) -> list[rest.Step]:
+    """Submit the template of ``pipeline_name`` published from this release's commit."""
     pipeline = compiling.load_pipeline(project_dir, pipeline_name)
     values = compiling.configured_parameters(config, pipeline_name, pipeline, overrides)
+    if config.orchestrator == "kfp":
+        assert config.kfp
+        return kfp_backend.plan_submit(
+            config.kfp,
+            pipeline_name,
+            project=config.name,
+            environment=config.environment,
+            parameters=values,
+            commit=None if published_in_plan else release.commit,
+        )
     uri = publish.template_uri(config, pipeline.name, release.commit)
-    return vertex.plan_run(
-        config, pipeline_name, template_uri=uri, parameter_values=values, git_commit=release.commit
-    )
+    return [
+        vertex.plan_run(
+            config,
+            pipeline_name,
+            template_uri=uri,
+            parameter_values=values,
+            git_commit=release.commit,
+        )
+    ]
 
 
 def plan_deploy(
@@ -100,16 +128,15 @@ def plan_deploy(
     local_docker: bool,
 ) -> list[rest.Step]:
     """Build, compile, publish every pipeline, then run one; checked before anything runs."""
-    pipelines = compiling.load_pipelines(project_dir)
-    compiling.check_config_pipelines(config, pipelines)
+    pipelines = compiling.load_sized_pipelines(project_dir, config)
     compiling.require(pipeline_name, pipelines)
     names = list(pipelines)
-    run = plan_run(project_dir, config, release, pipeline_name, overrides)
+    run = plan_run(project_dir, config, release, pipeline_name, overrides, published_in_plan=True)
     return [
         *plan_build(project_dir, config, release, local_docker=local_docker),
         plan_compile(project_dir, config, names),
         *plan_publish(project_dir, config, release, names, compiled_earlier=False),
-        run,
+        *run,
     ]
 
 
@@ -123,11 +150,47 @@ def plan_schedule(
     overrides: dict[str, str],
 ) -> list[rest.Step]:
     """Create or update (by name), pause, resume or delete a pipeline's schedule."""
+    if config.orchestrator == "kfp":
+        raise ValueError(
+            "schedules are for Vertex AI Pipelines; on Kubeflow Pipelines create a recurring "
+            "run in the KFP UI"
+        )
     lookup = vertex.plan_schedule_lookup(config, pipeline_name)
     if action != "create":
         return [lookup, vertex.plan_schedule_action(config, pipeline_name, action)]
     if not cron:
         raise ValueError("--cron is required to create or update a schedule")
-    run = plan_run(project_dir, config, release, pipeline_name, overrides)
+    [run] = plan_run(project_dir, config, release, pipeline_name, overrides)
+    assert isinstance(run, rest.HttpStep)
     job: dict[str, Any] = dict(run.body)
     return [lookup, vertex.plan_schedule_upsert(config, pipeline_name, cron, job)]
+
+
+def plan_status(config: ProjectConfig) -> list[rest.Step]:
+    if config.orchestrator == "kfp":
+        assert config.kfp
+        name = kfp_backend.experiment_name(config.kfp, config.name, config.environment)
+        return kfp_backend.plan_status(config.kfp, name)
+    return [vertex.plan_status(config)]
+
+
+def render_status(config: ProjectConfig, responses: rest.Responses) -> str:
+    if config.orchestrator == "kfp":
+        assert config.kfp
+        name = kfp_backend.experiment_name(config.kfp, config.name, config.environment)
+        return kfp_backend.render_status(config.kfp, responses.get("list runs"), name)
+    return vertex.render_status(config, responses.get("list runs"))
+
+
+def plan_logs(config: ProjectConfig, run_id: str) -> list[rest.Step]:
+    if config.orchestrator == "kfp":
+        assert config.kfp
+        return [kfp_backend.plan_read_run(config.kfp, run_id)]
+    return [vertex.plan_job(config, run_id)]
+
+
+def render_logs(config: ProjectConfig, responses: rest.Responses) -> str:
+    if config.orchestrator == "kfp":
+        assert config.kfp
+        return kfp_backend.render_logs(config.kfp, responses["read run"])
+    return vertex.render_logs(config, responses["read run"])

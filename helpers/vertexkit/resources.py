@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # kfp is imported where components are handled: config import
 # Vertex AI's AcceleratorType enum (google.cloud.aiplatform.v1.AcceleratorType), without
 # ACCELERATOR_TYPE_UNSPECIFIED and NVIDIA_TESLA_K80 (end of support). Which ones a region and a
 # machine type offer is Vertex AI's to say: see
-# https://cloud.google.com/vertex-ai/docs/training/configure-compute#specifying_gpus
+# https://cloud.google.com/vertex-ai/docs/training/configure-compute
 ACCELERATOR_TYPES = (
     "NVIDIA_TESLA_P100",
     "NVIDIA_TESLA_V100",

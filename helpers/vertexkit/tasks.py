@@ -12,7 +12,7 @@ from invoke.exceptions import Exit
 
 from vertexkit import compile as compiling
 from vertexkit import deploy as plans
-from vertexkit import rest, vertex
+from vertexkit import kfp_backend, rest, vertex
 from vertexkit.config import ConfigError, load_config
 from vertexkit.params import ParameterError
 
@@ -91,9 +91,9 @@ def run(
         if not env:
             raise Exit("error: add --local to run here, or --env ENV to submit to Vertex AI", 2)
         steps = _cloud(
-            lambda config, release: [
-                plans.plan_run(root, config, release, pipeline, parse_assignments(param or []))
-            ],
+            lambda config, release: plans.plan_run(
+                root, config, release, pipeline, parse_assignments(param or [])
+            ),
             root,
             env,
         )
@@ -162,6 +162,17 @@ def _apply(
         responses = rest.execute(steps, dry_run=dry_run, as_json=as_json)
         if dry_run:
             return responses
+        if kfp_run := kfp_backend.submitted_run(responses):
+            config = load_config(project_root(), env)
+            assert config.kfp
+            run_id = kfp_run["run_id"]
+            print(f"submitted {run_id}: {kfp_backend.run_url(config.kfp, run_id)}")
+            if follow:
+                state = kfp_backend.wait(config.kfp, run_id).get("state", "")
+                if state != "SUCCEEDED":
+                    raise Exit(f"error: run {run_id} ended {state}", 1)
+                print(f"run {run_id} succeeded")
+            return responses
         for answer in responses.values():
             if isinstance(answer, dict) and "/pipelineJobs/" in answer.get("name", ""):
                 config = load_config(project_root(), env)
@@ -175,7 +186,7 @@ def _apply(
                     print(f"run {run_id} succeeded")
         return responses
     except rest.CloudError as exc:
-        if exc.status == 404:
+        if exc.status == 404 and not isinstance(exc, kfp_backend.KfpError):
             raise Exit(
                 f"error: {exc}\n  `invoke precheck --env {env}` lists what is missing in the "
                 "environment and the command that creates it",
@@ -303,20 +314,20 @@ def schedule(
 def status(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
     """Recent pipeline runs with their state and console links."""
     root = project_root()
-    steps = _cloud(lambda config, release: [vertex.plan_status(config)], root, env)
+    steps = _cloud(lambda config, release: plans.plan_status(config), root, env)
     responses = _apply(steps, dry_run, json, env)
     if not dry_run:
-        print(vertex.render_status(load_config(root, env), responses.get("list runs")))
+        print(plans.render_status(load_config(root, env), responses))
 
 
 @task(help={**_CLOUD_HELP, "run": "the run id (see `invoke status`)"})
 def logs(c: Context, env: str, run: str, dry_run: bool = False, json: bool = False) -> None:
     """Task states and errors of one run, and where its full logs are."""
     root = project_root()
-    steps = _cloud(lambda config, release: [vertex.plan_job(config, run)], root, env)
+    steps = _cloud(lambda config, release: plans.plan_logs(config, run), root, env)
     responses = _apply(steps, dry_run, json, env)
     if not dry_run:
-        print(vertex.render_logs(load_config(root, env), responses["read run"]))
+        print(plans.render_logs(load_config(root, env), responses))
 
 
 @task(help=_CLOUD_HELP)
