@@ -224,6 +224,7 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
         "endpoints": {},
         "orchestrator": "vertex",
         "kfp": None,
+        "secrets": [],
     }
     # Keys keep the models' order (name first), not alphabetical order.
     assert rest.splitlines()[0] == "name: demo"

@@ -19,6 +19,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -30,6 +31,7 @@ from pydantic import (
 from vertexkit import naming
 from vertexkit.kfp_backend import KfpSettings
 from vertexkit.resources import ComponentName, ComponentResources
+from vertexkit.secrets import secret_name_problem
 
 BASE_FILE = "base.yaml"
 ENV_PREFIX = "VERTEXKIT__"
@@ -58,6 +60,20 @@ def _identifier(kind: str) -> AfterValidator:
 # Keys of the parameter and pipeline mappings; errors point at the offending key.
 ParameterName = Annotated[str, _identifier("parameter")]
 PipelineName = Annotated[str, _identifier("pipeline")]
+
+
+def _secret_name(value: Any) -> str:
+    # Never repeat the entry in the error: it may be a secret value pasted by mistake.
+    if problem := secret_name_problem(value):
+        raise ValueError(
+            f"not a valid secret name: {problem}; list the names of secrets here, "
+            "never their values"
+        )
+    return value
+
+
+# Checked before pydantic's own type check so that no error message quotes an entry.
+SecretName = Annotated[str, BeforeValidator(_secret_name)]
 
 
 class _Strict(BaseModel):
@@ -155,9 +171,34 @@ class ProjectConfig(_Strict):
         validate_default=True,
         description="The Kubeflow Pipelines cluster that runs the pipelines (orchestrator: kfp).",
     )
+    secrets: list[SecretName] = Field(
+        default_factory=list,
+        description=(
+            "Names of the secrets components read with vertexkit.secrets.get_secret: the "
+            "environment variable of that name locally, the Secret Manager secret of that "
+            "name in gcp.project_id on Vertex AI. Names only, never values."
+        ),
+    )
 
     _environment: str = PrivateAttr(default="local")
     _sources: dict[Path_, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets_list(cls, value: Any) -> Any:
+        if not isinstance(value, list):  # not quoted back: it may hold values
+            raise ValueError("expected a list of secret names, e.g. [DB_PASSWORD, API_TOKEN]")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets_unique(cls, value: list[str]) -> list[str]:
+        twice = sorted({name for name in value if value.count(name) > 1})
+        if twice:
+            raise ValueError(
+                f"{', '.join(twice)} {'is' if len(twice) == 1 else 'are'} listed twice"
+            )
+        return value
 
     @field_validator("kfp")
     @classmethod

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from vertexkit import rest
+from vertexkit import rest, secrets
 from vertexkit.config import ProjectConfig
 
 Status = Literal["OK", "MISSING", "DENIED", "ERROR"]
@@ -183,6 +183,9 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
     interpret = _granted([create], scope)
     denied = f"request {bucket_reader}"
     checks.append(Check(f"permissions on {scope}", step, provision, interpret, denied))
+    # Secrets: each exists and has an enabled latest version (the pipeline service account,
+    # not the deployer, reads them at run time).
+    checks += secrets.plan_access_checks(config, config.secrets)
     return checks
 
 
