@@ -23,6 +23,7 @@ BUCKET = "acme-ml-dev-demo-pipelines"
 PARENT = "projects/acme-ml-dev/locations/europe-west4"
 DIGEST = "sha256:" + "cd" * 32
 OPERATION = f"{PARENT}/operations/op-7"
+RUN_CONTEXT = f"{PARENT}/metadataStores/default/contexts/x"
 
 
 @pytest.fixture
@@ -94,6 +95,15 @@ def _fake_google(server: RecordingServer) -> None:
     server.route("GET", f"/v1/{OPERATION}", finished)
     server.route("POST", "/acme-ml-dev/demo-pipelines", (200, f"demo-training/{DIGEST}"))
     server.route("POST", f"/v1/{PARENT}/pipelineJobs", (200, {"name": f"{PARENT}/pipelineJobs/x"}))
+    stores = f"/v1/{PARENT}/metadataStores"
+    server.route("POST", stores, (409, {"error": {"message": "already exists"}}))
+    server.route("POST", f"{stores}/default/contexts", (200, {"name": f"{PARENT}/ctx/demo-dev"}))
+    running = {
+        "state": "PIPELINE_STATE_RUNNING",
+        "jobDetail": {"pipelineRunContext": {"name": RUN_CONTEXT}},
+    }
+    server.route("GET", f"/v1/{PARENT}/pipelineJobs/x", (200, running))
+    server.route("POST", f"{stores}/default/contexts/demo-dev:addContextChildren", (200, {}))
 
 
 def test_deploy_dry_run_json_needs_no_credentials(project: Path, tmp_path: Path) -> None:
@@ -155,6 +165,18 @@ def test_deploy_sends_exactly_what_the_dry_run_showed(
     assert job.json["serviceAccount"] == "demo-pipelines@acme-ml-dev.iam.gserviceaccount.com"
     assert job.json["runtimeConfig"]["gcsOutputDirectory"] == f"gs://{BUCKET}/pipeline-root"
     assert json.loads((project / "build" / "images" / "dev.json").read_text())["digest"] == DIGEST
+
+    experiment = sent[("POST", f"/v1/{PARENT}/metadataStores/default/contexts")]
+    assert experiment.query == {"contextId": ["demo-dev"]}
+    assert experiment.json == planned["ensure experiment"]["body"]
+    assert experiment.json["schemaTitle"] == "system.Experiment"
+    link = sent[
+        ("POST", f"/v1/{PARENT}/metadataStores/default/contexts/demo-dev:addContextChildren")
+    ]
+    assert planned["add run to experiment"]["body"] == {
+        "childContexts": ["<from submit training: pipeline run context>"]
+    }
+    assert link.json == {"childContexts": [RUN_CONTEXT]}
 
 
 def test_deploy_stops_at_the_first_failure(

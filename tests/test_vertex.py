@@ -217,3 +217,43 @@ def test_status_and_logs_render_the_answers(
         "orderBy": ["create_time desc"],
         "pageSize": ["10"],
     }
+
+
+def test_experiment_link_waits_for_the_run_context(
+    config: ProjectConfig, recording_server: RecordingServer
+) -> None:
+    job = "projects/acme-ml-dev/locations/europe-west4/pipelineJobs/run-1"
+    states = iter(
+        [
+            {"state": "PIPELINE_STATE_PENDING"},
+            {
+                "state": "PIPELINE_STATE_RUNNING",
+                "jobDetail": {"pipelineRunContext": {"name": "c/1"}},
+            },
+        ]
+    )
+    recording_server.route("POST", f"{PARENT}/pipelineJobs", (200, {"name": job}))
+    recording_server.route("GET", f"/v1/{job}", lambda _: (200, next(states)))
+    recording_server.route("POST", rf"{PARENT}/metadataStores/default/contexts/.*", (200, {}))
+    submit = rest.HttpStep(
+        "submit training", "POST", f"{recording_server.url}{PARENT}/pipelineJobs"
+    )
+    link = vertex.plan_link_experiment(config, "submit training", poll_seconds=0)
+    rest.execute([submit, link], out=io.StringIO())
+    last = recording_server.requests[-1]
+    assert last.path == f"{PARENT}/metadataStores/default/contexts/churn-dev:addContextChildren"
+    assert last.json == {"childContexts": ["c/1"]}
+
+
+def test_experiment_link_fails_clearly_when_the_run_ends_first(
+    config: ProjectConfig, recording_server: RecordingServer
+) -> None:
+    job = "projects/acme-ml-dev/locations/europe-west4/pipelineJobs/run-2"
+    recording_server.route("POST", f"{PARENT}/pipelineJobs", (200, {"name": job}))
+    recording_server.route("GET", f"/v1/{job}", (200, {"state": "PIPELINE_STATE_FAILED"}))
+    submit = rest.HttpStep(
+        "submit training", "POST", f"{recording_server.url}{PARENT}/pipelineJobs"
+    )
+    link = vertex.plan_link_experiment(config, "submit training", poll_seconds=0)
+    with pytest.raises(rest.CloudError, match="PIPELINE_STATE_FAILED.*not in the experiment"):
+        rest.execute([submit, link], out=io.StringIO())

@@ -107,14 +107,17 @@ def plan_run(
             commit=None if published_in_plan else release.commit,
         )
     uri = publish.template_uri(config, pipeline.name, release.commit)
+    submit = vertex.plan_run(
+        config,
+        pipeline_name,
+        template_uri=uri,
+        parameter_values=values,
+        git_commit=release.commit,
+    )
     return [
-        vertex.plan_run(
-            config,
-            pipeline_name,
-            template_uri=uri,
-            parameter_values=values,
-            git_commit=release.commit,
-        )
+        *vertex.plan_experiment(config),
+        submit,
+        vertex.plan_link_experiment(config, submit.step),
     ]
 
 
@@ -160,9 +163,15 @@ def plan_schedule(
         return [lookup, vertex.plan_schedule_action(config, pipeline_name, action)]
     if not cron:
         raise ValueError("--cron is required to create or update a schedule")
-    [run] = plan_run(project_dir, config, release, pipeline_name, overrides)
-    assert isinstance(run, rest.HttpStep)
-    job: dict[str, Any] = dict(run.body)
+    pipeline = compiling.load_pipeline(project_dir, pipeline_name)
+    values = compiling.configured_parameters(config, pipeline_name, pipeline, overrides)
+    job: dict[str, Any] = vertex.pipeline_job(
+        config,
+        display_name=pipeline_name,
+        template_uri=publish.template_uri(config, pipeline.name, release.commit),
+        parameter_values=values,
+        git_commit=release.commit,
+    )
     return [lookup, vertex.plan_schedule_upsert(config, pipeline_name, cron, job)]
 
 

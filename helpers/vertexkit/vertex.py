@@ -244,3 +244,79 @@ def plan_schedule_action(config: ProjectConfig, pipeline_name: str, action: str)
         return rest.HttpStep(step.step, method, f"{base}/v1/{found[0]['name']}{suffix}")
 
     return rest.HttpStep(f"{action} schedule", method, f"{base}/v1/{marker}{suffix}", resolve=named)
+
+
+def experiment_name(config: ProjectConfig) -> str:
+    """The Vertex AI Experiment of an environment's runs: ``<project name>-<environment>``."""
+    return label_value(f"{config.name}-{config.environment}").replace("_", "-")[:128]
+
+
+def plan_experiment(config: ProjectConfig) -> list[rest.HttpStep]:
+    """Make sure the metadata store and the environment's experiment exist (409: they do)."""
+    stores = f"{api(config)}/metadataStores"
+    name = experiment_name(config)
+    return [
+        rest.HttpStep(
+            "ensure metadata store",
+            "POST",
+            f"{stores}?metadataStoreId=default",
+            {},
+            ok_statuses=(200, 409),
+        ),
+        rest.HttpStep(
+            "ensure experiment",
+            "POST",
+            f"{stores}/default/contexts?contextId={name}",
+            {
+                "displayName": name,
+                "schemaTitle": "system.Experiment",
+                "schemaVersion": "0.0.1",
+                "metadata": {"experiment_deleted": False},
+            },
+            ok_statuses=(200, 409),
+        ),
+    ]
+
+
+def plan_link_experiment(
+    config: ProjectConfig,
+    submit_step: str,
+    *,
+    poll_seconds: float = 10.0,
+    timeout_seconds: float = 900.0,
+) -> rest.HttpStep:
+    """Add the submitted run to the environment's experiment, as an experiment run.
+
+    Vertex AI creates the run's metadata context once the run starts, so sending this step
+    first waits (bounded) for ``jobDetail.pipelineRunContext`` to appear.
+    """
+    marker = rest.placeholder(submit_step, "pipeline run context")
+    context = f"{api(config)}/metadataStores/default/contexts/{experiment_name(config)}"
+
+    def with_run_context(step: rest.HttpStep, responses: rest.Responses) -> rest.HttpStep:
+        job_name = (responses.get(submit_step) or {}).get("name")
+        if not job_name:
+            raise rest.CloudError(f"{step.step}: the submit step returned no run name")
+        base = rest.endpoint("aiplatform", config.gcp.region, config.endpoints)
+        read = rest.HttpStep("read run", "GET", f"{base}/v1/{job_name}")
+        http = rest.session()
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            job = rest.send(read, http)
+            run_context = job.get("jobDetail", {}).get("pipelineRunContext", {}).get("name")
+            if run_context:
+                return rest.with_body(step, {"childContexts": [run_context]})
+            if job.get("state") in TERMINAL_STATES or time.monotonic() > deadline:
+                raise rest.CloudError(
+                    f"{step.step}: run {job_name} has no metadata context "
+                    f"(state {job.get('state', 'unknown')}); it is not in the experiment"
+                )
+            time.sleep(poll_seconds)
+
+    return rest.HttpStep(
+        "add run to experiment",
+        "POST",
+        f"{context}:addContextChildren",
+        {"childContexts": [marker]},
+        resolve=with_run_context,
+    )
