@@ -255,5 +255,5 @@ def test_experiment_link_fails_clearly_when_the_run_ends_first(
         "submit training", "POST", f"{recording_server.url}{PARENT}/pipelineJobs"
     )
     link = vertex.plan_link_experiment(config, "submit training", poll_seconds=0)
-    with pytest.raises(rest.CloudError, match="PIPELINE_STATE_FAILED.*not in the experiment"):
+    with pytest.raises(rest.CloudError, match=r"PIPELINE_STATE_FAILED.*not in the experiment"):
         rest.execute([submit, link], out=io.StringIO())
