@@ -224,3 +224,27 @@ def test_missing_bucket_points_to_precheck(
     assert "upload build context" in result.stderr and "404" in result.stderr
     assert "`invoke precheck --env dev` lists what is missing" in result.stderr
     assert recording_server.requests == [], "nothing may be sent after the failed upload"
+
+
+@pytest.mark.parametrize(("state", "code"), [("SUCCEEDED", 0), ("FAILED", 1)])
+def test_run_wait_follows_the_run_and_fails_with_it(
+    project: Path, recording_server: RecordingServer, state: str, code: int
+) -> None:
+    _fake_google(recording_server)
+    finished = {
+        "name": f"{PARENT}/pipelineJobs/x",
+        "state": f"PIPELINE_STATE_{state}",
+        "jobDetail": {
+            "pipelineRunContext": {"name": RUN_CONTEXT},
+            "taskDetails": [{"taskName": "describe", "state": state}],
+        },
+    }
+    recording_server.route("GET", f"/v1/{PARENT}/pipelineJobs/x", (200, finished))
+    env = {"VERTEXKIT_ENDPOINT_AIPLATFORM": recording_server.url, "VERTEXKIT_NO_AUTH": "1"}
+    result = _invoke(project, env, "run", "--env", "dev", "--pipeline", "training", "--wait")
+    assert result.returncode == code, result.stderr
+    assert f"describe                     {state.lower()}" in result.stdout
+    if code:
+        assert "error: run x ended PIPELINE_STATE_FAILED" in result.stderr
+    else:
+        assert "run x succeeded" in result.stdout
