@@ -47,8 +47,11 @@ VARIANTS = {
 }
 
 
-def _run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VERTEXKIT__")}
+def _run(
+    args: list[str], cwd: Path, timeout: int = 900, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VERTEXKIT", "GOOGLE"))}
+    env.update(extra_env or {})
     env["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
     env.pop("VIRTUAL_ENV", None)
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -109,10 +112,26 @@ def test_generated_project_end_to_end(tmp_path: Path, variant: str) -> None:
     if variant == "all-envs-py312":
         _check_base_image_install(project, python)
 
+    # The cloud path, as far as it goes without a cloud: a deploy's dry run needs no credentials.
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "first"]):
+        _run([*git, *command], project)
+    env = answers.get("environments", ["dev", "prod"])[0]
+    planned = _run(
+        [".venv/bin/invoke", "deploy", "--env", env, "--dry-run", "--json"],
+        project,
+        extra_env={
+            "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "absent.json"),
+            "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+            "GCE_METADATA_HOST": "127.0.0.1:9",
+        },
+    )
+    steps = {step["step"]: step for step in json.loads(planned.stdout)}
+    submit = steps.get("submit training") or steps["create run training"]
+    assert "compile" in steps and submit["body"]
+
     if variant == "defaults":
         # `invoke lint` runs the pre-commit hooks, which need a git repository.
-        _run(["git", "init", "-q"], project)
-        _run(["git", "add", "-A"], project)
         linted = _run([".venv/bin/invoke", "lint"], project)
         assert "ruff" in (linted.stdout + linted.stderr).lower()
 
