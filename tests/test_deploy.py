@@ -248,3 +248,16 @@ def test_run_wait_follows_the_run_and_fails_with_it(
         assert "error: run x ended PIPELINE_STATE_FAILED" in result.stderr
     else:
         assert "run x succeeded" in result.stdout
+
+
+def test_cloud_tasks_outside_git_say_so(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(FIXTURES / "project", project)
+    result = _invoke(project, {}, "deploy", "--env", "dev", "--dry-run")
+    assert result.returncode == 1
+    assert "is not a git repository" in result.stderr
+    assert "Traceback" not in result.stderr
+    # status needs no commit: it only reads.
+    listed = _invoke(project, {}, "status", "--env", "dev", "--dry-run", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[0]["step"] == "list runs"

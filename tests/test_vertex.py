@@ -214,6 +214,7 @@ def test_status_and_logs_render_the_answers(
     assert "error: task train-model failed" in text
     assert "OOM" in text
     assert recording_server.requests[0].query == {
+        "filter": ['labels.environment="dev"'],
         "orderBy": ["create_time desc"],
         "pageSize": ["10"],
     }

@@ -141,14 +141,18 @@ def test(c: Context, args: str = "") -> None:
         c.run(f"{sys.executable} -m pytest {args}".strip(), pty=False)
 
 
-def _cloud(plan: Any, root: Path, env: str) -> list[Any]:
-    """Load the environment's config and release, then plan; user errors become messages."""
+def _cloud(plan: Any, root: Path, env: str, *, release: bool = True) -> list[Any]:
+    """Load the environment's config (and, for steps that use it, the release); then plan.
+
+    User errors, a missing git commit among them, become one-line messages.
+    """
     from vertexkit.deploy import Release
+    from vertexkit.publish import GitError
 
     try:
         loaded = load_config(root, env)
-        return plan(loaded, Release.of(root))
-    except (*_USER_ERRORS, ValueError, rest.CloudError) as exc:
+        return plan(loaded, Release.of(root) if release else None)
+    except (*_USER_ERRORS, ValueError, rest.CloudError, GitError) as exc:
         raise _fail(exc) from None
 
 
@@ -314,7 +318,7 @@ def schedule(
 def status(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
     """Recent pipeline runs with their state and console links."""
     root = project_root()
-    steps = _cloud(lambda config, release: plans.plan_status(config), root, env)
+    steps = _cloud(lambda config, _: plans.plan_status(config), root, env, release=False)
     responses = _apply(steps, dry_run, json, env)
     if not dry_run:
         print(plans.render_status(load_config(root, env), responses))
@@ -324,7 +328,7 @@ def status(c: Context, env: str, dry_run: bool = False, json: bool = False) -> N
 def logs(c: Context, env: str, run: str, dry_run: bool = False, json: bool = False) -> None:
     """Task states and errors of one run, and where its full logs are."""
     root = project_root()
-    steps = _cloud(lambda config, release: plans.plan_logs(config, run), root, env)
+    steps = _cloud(lambda config, _: plans.plan_logs(config, run), root, env, release=False)
     responses = _apply(steps, dry_run, json, env)
     if not dry_run:
         print(plans.render_logs(load_config(root, env), responses))

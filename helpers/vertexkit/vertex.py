@@ -146,7 +146,9 @@ def wait(
 
 
 def plan_status(config: ProjectConfig, limit: int = 10) -> rest.HttpStep:
-    url = f"{api(config)}/pipelineJobs?orderBy=create_time%20desc&pageSize={limit}"
+    """The environment's latest runs (those labelled with it when submitted)."""
+    label = quote(f'labels.environment="{label_value(config.environment)}"')
+    url = f"{api(config)}/pipelineJobs?filter={label}&orderBy=create_time%20desc&pageSize={limit}"
     return rest.HttpStep("list runs", "GET", url)
 
 
@@ -174,6 +176,8 @@ def render_logs(config: ProjectConfig, job: Mapping[str, Any]) -> str:
     if error := job.get("error", {}).get("message"):
         lines.append(f"  error: {error}")
     for task in job.get("jobDetail", {}).get("taskDetails", []):
+        if task.get("taskName") == job.get("displayName"):
+            continue  # the pipeline itself, whose state is the run's
         state = task.get("state", "?").lower()
         lines.append(f"  {task.get('taskName', '?'):<28} {state}")
         if message := task.get("error", {}).get("message"):
