@@ -36,7 +36,6 @@ def check_cron(cron: str) -> str:
     return cron
 
 
-SCHEDULE_ACTIONS = ("create", "pause", "resume", "delete")
 
 
 def parent(config: ProjectConfig) -> str:
