@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -203,3 +204,39 @@ def render_logs(config: ProjectConfig, responses: rest.Responses) -> str:
         assert config.kfp
         return kfp_backend.render_logs(config.kfp, responses["read run"])
     return vertex.render_logs(config, responses["read run"])
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A run that the steps submitted: where to see it, and how to follow it to the end."""
+
+    run_id: str
+    url: str
+    wait: Callable[[], tuple[bool, str]]  # follows the run; (succeeded, final state)
+
+
+def submitted(config: ProjectConfig, responses: rest.Responses) -> Submitted | None:
+    """The run among the responses of a run or deploy, if any."""
+    if config.orchestrator == "kfp":
+        assert config.kfp
+        settings = config.kfp
+        if not (answer := kfp_backend.submitted_run(responses)):
+            return None
+        run_id = answer["run_id"]
+
+        def follow_kfp() -> tuple[bool, str]:
+            state = kfp_backend.wait(settings, run_id).get("state", "")
+            return state == "SUCCEEDED", state
+
+        return Submitted(run_id, kfp_backend.run_url(settings, run_id), follow_kfp)
+    for answer in responses.values():
+        if isinstance(answer, dict) and "/pipelineJobs/" in answer.get("name", ""):
+            name = answer["name"]
+
+            def follow_vertex(name: str = name) -> tuple[bool, str]:
+                state = vertex.wait(config, name, rest.session()).get("state", "")
+                return state == "PIPELINE_STATE_SUCCEEDED", state
+
+            run_id = name.rsplit("/", 1)[-1]
+            return Submitted(run_id, vertex.console_url(config, run_id), follow_vertex)
+    return None

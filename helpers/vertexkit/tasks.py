@@ -12,7 +12,7 @@ from invoke.exceptions import Exit
 
 from vertexkit import compile as compiling
 from vertexkit import deploy as plans
-from vertexkit import kfp_backend, rest, vertex
+from vertexkit import kfp_backend, rest
 from vertexkit.config import ConfigError, load_config
 from vertexkit.params import ParameterError
 
@@ -166,28 +166,14 @@ def _apply(
         responses = rest.execute(steps, dry_run=dry_run, as_json=as_json)
         if dry_run:
             return responses
-        if kfp_run := kfp_backend.submitted_run(responses):
-            config = load_config(project_root(), env)
-            assert config.kfp
-            run_id = kfp_run["run_id"]
-            print(f"submitted {run_id}: {kfp_backend.run_url(config.kfp, run_id)}")
+        run = plans.submitted(load_config(project_root(), env), responses)
+        if run:
+            print(f"submitted {run.run_id}: {run.url}")
             if follow:
-                state = kfp_backend.wait(config.kfp, run_id).get("state", "")
-                if state != "SUCCEEDED":
-                    raise Exit(f"error: run {run_id} ended {state}", 1)
-                print(f"run {run_id} succeeded")
-            return responses
-        for answer in responses.values():
-            if isinstance(answer, dict) and "/pipelineJobs/" in answer.get("name", ""):
-                config = load_config(project_root(), env)
-                run_id = answer["name"].rsplit("/", 1)[-1]
-                print(f"submitted {run_id}: {vertex.console_url(config, run_id)}")
-                if follow:
-                    job = vertex.wait(config, answer["name"], rest.session())
-                    state = job.get("state", "")
-                    if state != "PIPELINE_STATE_SUCCEEDED":
-                        raise Exit(f"error: run {run_id} ended {state}", 1)
-                    print(f"run {run_id} succeeded")
+                succeeded, state = run.wait()
+                if not succeeded:
+                    raise Exit(f"error: run {run.run_id} ended {state}", 1)
+                print(f"run {run.run_id} succeeded")
         return responses
     except rest.CloudError as exc:
         if exc.status == 404 and not isinstance(exc, kfp_backend.KfpError):

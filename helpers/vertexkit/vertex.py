@@ -36,8 +36,6 @@ def check_cron(cron: str) -> str:
     return cron
 
 
-
-
 def parent(config: ProjectConfig) -> str:
     return f"projects/{config.gcp.project_id}/locations/{config.gcp.region}"
 
