@@ -115,15 +115,20 @@ def test_missing_resources_say_how_to_create_them(
     api = results["API aiplatform.googleapis.com"]
     assert (api.status, api.detail) == ("MISSING", "state DISABLED")
     assert api.fix == "gcloud services enable aiplatform.googleapis.com --project acme-ml-dev"
-    for name in (
-        "bucket acme-ml-dev-demo-pipelines",
-        "KFP repository demo-pipelines",
-        "permissions on bucket acme-ml-dev-demo-pipelines",
+    make_bucket = (
+        "gcloud storage buckets create gs://acme-ml-dev-demo-pipelines --project acme-ml-dev "
+        "--location europe-west4 --uniform-bucket-level-access"
+    )
+    make_kfp_repository = (
+        "gcloud artifacts repositories create demo-pipelines --repository-format kfp "
+        "--location europe-west4 --project acme-ml-dev"
+    )
+    for name, fix in (
+        ("bucket acme-ml-dev-demo-pipelines", make_bucket),
+        ("KFP repository demo-pipelines", make_kfp_repository),
+        ("permissions on bucket acme-ml-dev-demo-pipelines", make_bucket),
     ):
-        assert (results[name].status, results[name].fix) == (
-            "MISSING",
-            "invoke provision --env dev",
-        )
+        assert (results[name].status, results[name].fix) == ("MISSING", fix)
     assert results["DOCKER repository demo-images"].status == "OK"
     assert not precheck.passed(list(results.values()))
     table = precheck.render_table(list(results.values()))
@@ -209,7 +214,7 @@ def test_unreachable_endpoint_is_an_error(
 def test_table_columns_are_aligned() -> None:
     results = [
         precheck.Result("API iam.googleapis.com", "OK"),
-        precheck.Result("bucket b", "MISSING", "not found", "invoke provision --env dev"),
+        precheck.Result("bucket b", "MISSING", "not found", "gcloud storage buckets create gs://b"),
         precheck.Result("permissions on project p", "DENIED", "cannot check", "request x"),
     ]
     lines = precheck.render_table(results).splitlines()

@@ -121,7 +121,19 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
     """Every check of ``config``'s environment: APIs, resources, then the caller's permissions."""
     project, region, names = config.gcp.project_id, config.gcp.region, config.names
     bucket, account = names.bucket, names.pipeline_service_account
-    provision = f"invoke provision --env {config.environment}"
+    # What creates each resource (until provisioning is a task of its own).
+    make_bucket = (
+        f"gcloud storage buckets create gs://{bucket} --project {project} --location {region} "
+        "--uniform-bucket-level-access"
+    )
+
+    def make_repository(repo: str, kind: str) -> str:
+        return (
+            f"gcloud artifacts repositories create {repo} --repository-format {kind.lower()} "
+            f"--location {region} --project {project}"
+        )
+
+    make_account = f"gcloud iam service-accounts create {account.split('@')[0]} --project {project}"
 
     def url(service: str, path: str) -> str:
         return rest.endpoint(service, region, config.endpoints) + path
@@ -143,7 +155,7 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
         for api in APIS
     ]
     bucket_url = url("storage", f"/storage/v1/b/{bucket}")
-    checks.append(_read(f"bucket {bucket}", bucket_url, provision, _exists, bucket_reader))
+    checks.append(_read(f"bucket {bucket}", bucket_url, make_bucket, _exists, bucket_reader))
     repositories = url(
         "artifactregistry", f"/v1/projects/{project}/locations/{region}/repositories"
     )
@@ -152,10 +164,11 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
         interpret = _format(kind, f"{kind.lower()}_repository")
         reader = f"roles/artifactregistry.reader on repository {repo}"
         repo_url = f"{repositories}/{repo}"
-        checks.append(_read(f"{kind} repository {repo}", repo_url, provision, interpret, reader))
+        fix = make_repository(repo, kind)
+        checks.append(_read(f"{kind} repository {repo}", repo_url, fix, interpret, reader))
     account_url = url("iam", f"/v1/projects/{project}/serviceAccounts/{account}")
     name = f"service account {account}"
-    checks.append(_read(name, account_url, provision, _exists, account_viewer))
+    checks.append(_read(name, account_url, make_account, _exists, account_viewer))
 
     checks.append(
         _test(
@@ -167,14 +180,15 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
         )
     )
     upload = ["artifactregistry.repositories.uploadArtifacts"]
-    for repo in repos.values():
+    for kind, repo in repos.items():
         reader = f"roles/artifactregistry.reader on repository {repo}"
         repo_url = f"{repositories}/{repo}:testIamPermissions"
-        checks.append(_test(f"repository {repo}", repo_url, upload, provision, reader))
+        fix = make_repository(repo, kind)
+        checks.append(_test(f"repository {repo}", repo_url, upload, fix, reader))
     act_as = ["iam.serviceAccounts.actAs"]
     scope = f"service account {account}"
     checks.append(
-        _test(scope, f"{account_url}:testIamPermissions", act_as, provision, account_viewer)
+        _test(scope, f"{account_url}:testIamPermissions", act_as, make_account, account_viewer)
     )
     # Cloud Storage tests bucket permissions with a GET and query parameters.
     create, scope = "storage.objects.create", f"bucket {bucket}"
@@ -182,7 +196,7 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
     step = rest.HttpStep(f"check permissions on {scope}", "GET", test_url)
     interpret = _granted([create], scope)
     denied = f"request {bucket_reader}"
-    checks.append(Check(f"permissions on {scope}", step, provision, interpret, denied))
+    checks.append(Check(f"permissions on {scope}", step, make_bucket, interpret, denied))
     # Secrets: each exists and has an enabled latest version (the pipeline service account,
     # not the deployer, reads them at run time).
     checks += secrets.plan_access_checks(config, config.secrets)
