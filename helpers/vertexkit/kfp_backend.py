@@ -245,15 +245,8 @@ class KfpRequest(rest.LocalStep):
         return self.extract(answer) if self.extract else answer
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "step": self.step,
-            "method": self.method,
-            "url": self.url,
-            "body": self.body,
-        }
+        data = rest.request_json(self.step, self.method, self.url, self.body, self.upload)
         if self.upload:
-            data["upload"] = self.upload
-            data["form"] = {}
             data["upload_field"] = UPLOAD_FIELD
         if self.when:
             data["when"] = self.when

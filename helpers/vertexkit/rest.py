@@ -69,6 +69,22 @@ def endpoint(
     return url.format(region=region).rstrip("/")
 
 
+def request_json(
+    step: str,
+    method: str,
+    url: str,
+    body: Any,
+    upload: str | None = None,
+    form: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """How a dry run shows one HTTP request: step, method, url, body (and any file upload)."""
+    data: dict[str, Any] = {"step": step, "method": method, "url": url, "body": body}
+    if upload:
+        data["upload"] = upload
+        data["form"] = dict(form or {})
+    return data
+
+
 @dataclass(frozen=True)
 class HttpStep:
     """One HTTP request. ``body`` is JSON; ``upload`` is a local file sent as multipart."""
@@ -85,16 +101,7 @@ class HttpStep:
     )
 
     def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "step": self.step,
-            "method": self.method,
-            "url": self.url,
-            "body": self.body,
-        }
-        if self.upload:
-            data["upload"] = self.upload
-            data["form"] = dict(self.form)
-        return data
+        return request_json(self.step, self.method, self.url, self.body, self.upload, self.form)
 
     def show(self) -> str:
         lines = [f"{self.method} {self.url}"]
