@@ -1,3 +1,3 @@
 """Fixtures shared by the test modules."""
 
-pytest_plugins = ["tests.recording_server", "tests.gcs_emulator"]
+pytest_plugins = ["tests.recording_server", "tests.gcs_emulator", "tests.fixture_project"]

@@ -22,13 +22,6 @@ from vertexkit.params import ParameterError
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    shutil.copytree(FIXTURES / "project", root)
-    return root
-
-
 def add_pipeline(project: Path, name: str, as_name: str | None = None) -> Path:
     target = project / "pipelines" / f"{as_name or name}.py"
     shutil.copy(FIXTURES / "pipelines" / f"{name}.py", target)

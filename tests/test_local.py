@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 
+from tests.fixture_project import copy_project
 from vertexkit.compile import PipelineError
 from vertexkit.config import ConfigError
 from vertexkit.local import LocalRun, LocalRunError, run_local, summary
@@ -21,11 +22,6 @@ from vertexkit.params import ParameterError
 FIXTURES = Path(__file__).parent / "fixtures"
 RUN_DIR_RE = re.compile(r"^demo-training-\d{4}(-\d{2}){5}-\d{6}$")
 STEP_RE = re.compile(r"^\s+\[(\d+)/(\d+)\] (\S+)\s+(\S+)\s+[\d.]+s$")
-
-
-def copy_project(root: Path) -> Path:
-    shutil.copytree(FIXTURES / "project", root)
-    return root
 
 
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,11 +34,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     clean_environment(monkeypatch)
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return copy_project(tmp_path / "project")
 
 
 @dataclass

@@ -9,17 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    shutil.copytree(FIXTURES / "project", root)
-    return root
 
 
 def invoke(project: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
