@@ -261,3 +261,19 @@ def test_cloud_tasks_outside_git_say_so(tmp_path: Path) -> None:
     listed = _invoke(project, {}, "status", "--env", "dev", "--dry-run", "--json")
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout)[0]["step"] == "list runs"
+
+
+def test_publish_prints_the_pinned_template_uris(
+    project: Path, recording_server: RecordingServer
+) -> None:
+    _fake_google(recording_server)
+    image = "europe-west4-docker.pkg.dev/acme-ml-dev/demo-images/tiny-base@" + DIGEST
+    record = project / "build" / "images" / "dev.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"reference": image}))  # as `invoke build --env dev` leaves it
+    env = {"VERTEXKIT_ENDPOINT_KFP_REGISTRY": recording_server.url, "VERTEXKIT_NO_AUTH": "1"}
+    assert _invoke(project, env, "compile", "--env", "dev").returncode == 0
+    result = _invoke(project, env, "publish", "--env", "dev")
+    assert result.returncode == 0, result.stderr
+    uri = f"https://europe-west4-kfp.pkg.dev/acme-ml-dev/demo-pipelines/demo-training/{DIGEST}"
+    assert f"published {uri}" in result.stdout

@@ -85,6 +85,18 @@ def plan_publish(
     )
 
 
+def published(config: ProjectConfig, responses: rest.Responses) -> list[str]:
+    """Where each published template now is, pinned to the version the registry gave it."""
+    if config.orchestrator == "kfp":
+        return []  # kfp_backend's steps name the uploaded versions themselves
+    lines = []
+    for step, answer in responses.items():
+        if step.startswith("publish "):
+            package, version = publish.parse_upload_answer(answer)
+            lines.append(f"published {publish.template_uri(config, package, version)}")
+    return lines
+
+
 def plan_run(
     project_dir: Path,
     config: ProjectConfig,

@@ -216,7 +216,10 @@ def publish(c: Context, env: str, dry_run: bool = False, json: bool = False) -> 
     steps = _cloud(
         lambda config, release: plans.plan_publish(root, config, release, names), root, env
     )
-    _apply(steps, dry_run, json, env)
+    responses = _apply(steps, dry_run, json, env)
+    if not dry_run:
+        for line in plans.published(load_config(root, env), responses):
+            print(line)
 
 
 @task(
