@@ -30,7 +30,7 @@ def direct(project: Path, workdir: Path) -> None:
     """Call the training components' functions in pipeline order, in this one process."""
     from kfp import dsl
 
-    from vertexkit.config import load_config
+    from vertexkit.project.config import load_config
 
     package = next((project / "components").glob("*/components.py")).parent.name
     components = importlib.import_module(f"{package}.components")
@@ -75,7 +75,7 @@ def measure(project: Path, repeat: int) -> None:
     """Runs inside the project's environment: both paths, each from a cold start."""
     import io
 
-    from vertexkit.local import run_local
+    from vertexkit.local.runner import run_local
 
     pipeline_times, direct_times, warm_times = [], [], []
     for _ in range(repeat):

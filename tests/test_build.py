@@ -1,4 +1,4 @@
-"""vertexkit.build: the base image on Cloud Build (GCS emulator + recording server) or Docker."""
+"""vertexkit.gcp.build: the base image on Cloud Build (GCS emulator, recording server) or Docker."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import requests
 
 from tests.gcs_emulator import create_bucket
 from tests.recording_server import Recorded, RecordingServer
-from vertexkit import build, rest
-from vertexkit.config import load_config
+from vertexkit.gcp import build
+from vertexkit.project.config import load_config
+from vertexkit.steps import http as rest
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 BUCKET = "vertexkit-test"
@@ -214,7 +215,7 @@ def test_dry_run_shows_placeholders_and_sends_nothing(
         "wait for cloud build",
     ]
     clean, wheels, pack, upload, start, wait = planned
-    assert clean["command"] == [sys.executable, "-m", "vertexkit.build", "clean", root]
+    assert clean["command"] == [sys.executable, "-m", "vertexkit.gcp.build", "clean", root]
     assert wheels["command"] == [
         sys.executable,
         "-m",
@@ -226,7 +227,7 @@ def test_dry_run_shows_placeholders_and_sends_nothing(
     ]
     assert wheels["cwd"] == root
     context = f"{root}/build/context.tar.gz"
-    assert pack["command"] == [sys.executable, "-m", "vertexkit.build", "pack", root, context]
+    assert pack["command"] == [sys.executable, "-m", "vertexkit.gcp.build", "pack", root, context]
     assert upload == {
         "step": "upload build context",
         "body": None,
@@ -261,7 +262,7 @@ def test_local_docker_plan(project: Path) -> None:
     root = str(project.resolve())
     planned = [step.to_json() for step in steps]
     assert [(s["step"], s["command"], s["cwd"]) for s in planned] == [
-        ("remove old wheels", [sys.executable, "-m", "vertexkit.build", "clean", root], root),
+        ("remove old wheels", [sys.executable, "-m", "vertexkit.gcp.build", "clean", root], root),
         (
             "build wheels",
             [sys.executable, "-m", "pip", "wheel", ".", "--wheel-dir", "build/wheels"],

@@ -1,4 +1,4 @@
-"""Tests for vertexkit.compile: discovery, import errors, config checks and compiled YAML."""
+"""Tests for vertexkit.local.pipelines: discovery, import errors, config checks, YAML."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vertexkit.compile import (
+from vertexkit.local.pipelines import (
     PipelineError,
     compile_pipelines,
     configured_parameters,
@@ -16,8 +16,8 @@ from vertexkit.compile import (
     load_pipeline,
     pipeline_spec,
 )
-from vertexkit.config import load_config
-from vertexkit.params import ParameterError
+from vertexkit.project.config import load_config
+from vertexkit.project.params import ParameterError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

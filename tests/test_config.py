@@ -1,4 +1,4 @@
-"""Tests for vertexkit.config: base + overlay + environment variables, and error messages."""
+"""Tests for vertexkit.project.config: base + overlay + environment variables, errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vertexkit.config import ConfigError, PipelineConfig, environments, load_config
+from vertexkit.project.config import ConfigError, PipelineConfig, environments, load_config
 
 FIXTURE = Path(__file__).parent / "fixtures" / "project"
 

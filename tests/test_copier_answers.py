@@ -9,7 +9,7 @@ import yaml
 
 import vertexkit
 from tests.template_support import ROOT, render
-from vertexkit import naming
+from vertexkit.project import naming
 
 COPIER = yaml.safe_load((ROOT / "copier.yml").read_text())
 
@@ -75,7 +75,7 @@ def test_every_question_has_help() -> None:
     assert {k for k, v in asked.items() if not v.get("help")} == set()
 
 
-# The copier validators and vertexkit.naming must accept and reject the same values.
+# The copier validators and vertexkit.project.naming must accept and reject the same values.
 PROJECT_IDS = [
     "acme-ml-dev",
     "a12345",

@@ -1,4 +1,4 @@
-"""Tests for vertexkit.data: table I/O (local, GCS emulator, fake BigQuery REST) and validation."""
+"""Tests for vertexkit.local.data: tables (local, GCS emulator, fake BigQuery) and checks."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from tests.gcs_emulator import create_bucket
-from vertexkit.data import (
+from vertexkit.local.data import (
     ColumnSpec,
     DataValidationError,
     SchemaError,

@@ -1,5 +1,5 @@
-"""Kubeflow Pipelines requests built by vertexkit.kfp_backend, sent to a local server that records
-them, and compared with what kfp.Client itself sends for the same operations."""
+"""Kubeflow Pipelines requests built by vertexkit.orchestrators.kfp, sent to a local server that
+records them, and compared with what kfp.Client itself sends for the same operations."""
 
 from __future__ import annotations
 
@@ -21,10 +21,11 @@ import pytest
 from kfp import compiler
 
 from tests.recording_server import Recorded, RecordingServer
-from vertexkit import compile as compiling
-from vertexkit import kfp_backend, rest
-from vertexkit.config import load_config
-from vertexkit.kfp_backend import KfpSettings
+from vertexkit.local import pipelines as compiling
+from vertexkit.orchestrators import kfp as kfp_backend
+from vertexkit.orchestrators.kfp import KfpSettings
+from vertexkit.project.config import load_config
+from vertexkit.steps import http as rest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API = "/apis/v2beta1"

@@ -1,4 +1,4 @@
-"""Tests for vertexkit.local: real runs of a tiny pipeline on the KFP SubprocessRunner."""
+"""Tests for vertexkit.local.runner: real runs of a tiny pipeline on the KFP SubprocessRunner."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 from kfp import dsl
 
 from tests.fixture_project import copy_project
-from vertexkit.compile import PipelineError
-from vertexkit.config import ConfigError
-from vertexkit.local import LocalRun, LocalRunError, run_local, summary
-from vertexkit.params import ParameterError
+from vertexkit.local.pipelines import PipelineError
+from vertexkit.local.runner import LocalRun, LocalRunError, run_local, summary
+from vertexkit.project.config import ConfigError
+from vertexkit.project.params import ParameterError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RUN_DIR_RE = re.compile(r"^demo-training-\d{4}(-\d{2}){5}-\d{6}$")

@@ -1,4 +1,4 @@
-"""Tests for vertexkit.models: the local model registry with champion/challenger selection."""
+"""Tests for vertexkit.local.registry: the local registry, champion/challenger selection."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vertexkit.models import LocalModelRegistry
+from vertexkit.local.registry import LocalModelRegistry
 
 
 def _model_dir(tmp_path: Path, name: str) -> Path:

@@ -1,4 +1,4 @@
-"""Tests for vertexkit.params: parameter specs read from a real compiled pipeline, typed checks."""
+"""Tests for vertexkit.project.params: specs from a real compiled pipeline, typed checks."""
 
 # No `from __future__ import annotations`: KFP reads the component annotations at runtime.
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from kfp import dsl
 
-from vertexkit.compile import pipeline_spec
-from vertexkit.params import (
+from vertexkit.local.pipelines import pipeline_spec
+from vertexkit.project.params import (
     ParameterError,
     ParameterSpec,
     check_value,

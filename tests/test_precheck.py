@@ -12,8 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.recording_server import Recorded, RecordingServer
-from vertexkit import precheck, rest
-from vertexkit.config import ProjectConfig, load_config
+from vertexkit.gcp import precheck
+from vertexkit.project.config import ProjectConfig, load_config
+from vertexkit.steps import http as rest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SERVICES = ("serviceusage", "storage", "artifactregistry", "iam", "cloudresourcemanager")

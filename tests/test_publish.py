@@ -18,8 +18,9 @@ import yaml
 from kfp import compiler
 
 from tests.recording_server import Recorded, RecordingServer
-from vertexkit import publish, rest
-from vertexkit.config import ProjectConfig, load_config
+from vertexkit.orchestrators import vertex_templates as publish
+from vertexkit.project.config import ProjectConfig, load_config
+from vertexkit.steps import http as rest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -17,7 +17,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from tests.template_support import render, text_files
-from vertexkit.config import environments, load_config
+from vertexkit.project.config import environments, load_config
 
 ENVIRONMENTS = ["dev", "staging", "prod"]
 ENV_SETS = [

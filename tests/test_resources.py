@@ -1,4 +1,4 @@
-"""Tests for vertexkit.resources: machine specs, custom-job wrapping at compile, local runs."""
+"""Tests for vertexkit.local.sizing: machine specs, custom-job wrapping at compile, local runs."""
 
 import io
 import os
@@ -11,9 +11,9 @@ import yaml
 from kfp import compiler, dsl
 from pydantic import BaseModel, ValidationError
 
-from vertexkit.compile import PipelineError, for_environment, load_pipeline
-from vertexkit.local import run_local
-from vertexkit.resources import (
+from vertexkit.local.pipelines import PipelineError, for_environment, load_pipeline
+from vertexkit.local.runner import run_local
+from vertexkit.local.sizing import (
     ACCELERATOR_TYPES,
     PIPELINE_SERVICE_ACCOUNT,
     ComponentName,
@@ -463,7 +463,7 @@ def test_check_components_without_any_sized_component() -> None:
 SINGLE_OUTPUT = """
 from kfp import dsl
 
-from vertexkit.resources import sized
+from vertexkit.local.sizing import sized
 
 
 @dsl.component(base_image="sized-base:python3.11", install_kfp_package=False)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.recording_server import RecordingServer
-from vertexkit import rest
+from vertexkit.steps import http as rest
 
 
 @pytest.fixture(autouse=True)

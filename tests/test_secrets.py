@@ -12,15 +12,16 @@ from pathlib import Path
 import pytest
 
 from tests.recording_server import RecordingServer
-from vertexkit import precheck, rest, secrets
-from vertexkit.config import ConfigError, ProjectConfig, load_config
+from vertexkit.gcp import precheck, secrets
+from vertexkit.project.config import ConfigError, ProjectConfig, load_config
+from vertexkit.steps import http as rest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VALUE = "s3cr3t-Välue\n"  # non-ASCII and a trailing newline: returned exactly as stored
 ACCESS = "/v1/projects/acme-ml-dev/secrets/DB_PASSWORD/versions/latest:access"
 HAS_SECRETS_FIELD = "secrets" in ProjectConfig.model_fields
 needs_config_field = pytest.mark.skipif(
-    not HAS_SECRETS_FIELD, reason="config.secrets is not in vertexkit.config yet"
+    not HAS_SECRETS_FIELD, reason="config.secrets is not in vertexkit.project.config yet"
 )
 
 
@@ -373,7 +374,7 @@ def test_precheck_refuses_invalid_names(config: ProjectConfig) -> None:
         secrets.plan_access_checks(config, ["db-password"])
 
 
-# --- config (once vertexkit.config has the secrets field) ----------------------------------
+# --- config (vertexkit.project.config's secrets field) ------------------------------------------
 
 
 def write_project(tmp_path: Path, base_extra: str, dev: str = "") -> Path:

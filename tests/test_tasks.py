@@ -86,7 +86,7 @@ def test_compile_with_env_needs_a_built_image(project: Path) -> None:
 
 def test_compile_with_env_and_pipeline(project: Path) -> None:
     image = "europe-west4-docker.pkg.dev/acme-ml-dev/demo-images/demo-base@sha256:" + "a" * 64
-    # The record `invoke build --env dev` leaves behind (see vertexkit.build.record_build).
+    # The record `invoke build --env dev` leaves behind (see vertexkit.gcp.build.record_build).
     record = project / "build" / "images" / "dev.json"
     record.parent.mkdir(parents=True)
     record.write_text(json.dumps({"reference": image}))

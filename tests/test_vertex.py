@@ -1,4 +1,4 @@
-"""Vertex AI requests built by vertexkit.vertex, sent to a local server that records them."""
+"""Vertex AI requests built by vertexkit.orchestrators.vertex, sent to a recording server."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import requests
 
 import vertexkit
 from tests.recording_server import RecordingServer
-from vertexkit import rest, vertex
-from vertexkit.config import ProjectConfig
+from vertexkit.orchestrators import vertex
+from vertexkit.project.config import ProjectConfig
+from vertexkit.steps import http as rest
 
 NOW = datetime(2026, 11, 23, 10, 30, 5, tzinfo=timezone.utc)
 TEMPLATE = "https://europe-west4-kfp.pkg.dev/acme-ml-dev/churn-pipelines/churn-training/abc123"

@@ -1,4 +1,4 @@
-"""Tests for vertexkit.vertex_models: the Vertex AI Model Registry at the HTTP boundary.
+"""Tests for vertexkit.gcp.model_registry: the Vertex AI Model Registry at the HTTP boundary.
 
 A small in-memory fake of the Models API (upload LRO, get by version or alias,
 mergeVersionAliases) answers on the recording server; the tests assert the requests sent.
@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from tests.recording_server import Recorded, RecordingServer
-from vertexkit import vertex_models
-from vertexkit.models import LocalModelRegistry
-from vertexkit.rest import CloudError
-from vertexkit.vertex_models import VertexModelRegistry, open_registry
+from vertexkit.gcp import model_registry as vertex_models
+from vertexkit.gcp.model_registry import VertexModelRegistry, open_registry
+from vertexkit.local.registry import LocalModelRegistry
+from vertexkit.steps.http import CloudError
 
 PROJECT, REGION, NAME = "my-project", "europe-west4", "churn-model"
 IMAGE = "europe-docker.pkg.dev/vertex-ai/prediction/sklearn-cpu.1-5:latest"

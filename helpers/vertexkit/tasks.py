@@ -10,11 +10,12 @@ import yaml
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
-from vertexkit import compile as compiling
-from vertexkit import deploy as plans
-from vertexkit import kfp_backend, rest
-from vertexkit.config import ConfigError, load_config
-from vertexkit.params import ParameterError
+from vertexkit.gcp import deploy as plans
+from vertexkit.local import pipelines as compiling
+from vertexkit.orchestrators import kfp as kfp_backend
+from vertexkit.project.config import ConfigError, load_config
+from vertexkit.project.params import ParameterError
+from vertexkit.steps import http as rest
 
 # Errors that come from bad input: shown as one clear message, without a traceback.
 _USER_ERRORS = (ConfigError, ParameterError, compiling.PipelineError)
@@ -41,7 +42,7 @@ def _fail(exc: Exception) -> Exit:
 )
 def compile(c: Context, pipeline: str | None = None, env: str | None = None) -> None:
     """Compile pipelines to build/pipelines/<name>.yaml."""
-    from vertexkit import build
+    from vertexkit.gcp import build
 
     root = project_root()
     try:
@@ -80,8 +81,8 @@ def run(
     json: bool = False,
 ) -> None:
     """Run a pipeline: --local runs it here; --env ENV submits it to Vertex AI Pipelines."""
-    from vertexkit import local as local_runner
-    from vertexkit.params import parse_assignments
+    from vertexkit.local import runner as local_runner
+    from vertexkit.project.params import parse_assignments
 
     root = project_root()
     available = ", ".join(compiling.discover(root)) or "none"
@@ -146,8 +147,8 @@ def _cloud(plan: Any, root: Path, env: str, *, release: bool = True) -> list[Any
 
     User errors, a missing git commit among them, become one-line messages.
     """
-    from vertexkit.deploy import Release
-    from vertexkit.publish import GitError
+    from vertexkit.gcp.deploy import Release
+    from vertexkit.orchestrators.vertex_templates import GitError
 
     try:
         loaded = load_config(root, env)
@@ -243,7 +244,7 @@ def deploy(
     json: bool = False,
 ) -> None:
     """Build, compile, publish and run, in that order; stops at the first failure."""
-    from vertexkit.params import parse_assignments
+    from vertexkit.project.params import parse_assignments
 
     root = project_root()
     steps = _cloud(
@@ -286,7 +287,7 @@ def schedule(
     json: bool = False,
 ) -> None:
     """Create or update (by name), pause, resume or delete a pipeline's Vertex AI schedule."""
-    from vertexkit.params import parse_assignments
+    from vertexkit.project.params import parse_assignments
 
     chosen = [name for name, on in (("pause", pause), ("resume", resume), ("delete", delete)) if on]
     if len(chosen) > 1 or (chosen and cron):
@@ -326,7 +327,7 @@ def logs(c: Context, env: str, run: str, dry_run: bool = False, json: bool = Fal
 @task(help=_CLOUD_HELP)
 def precheck(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
     """Check APIs, buckets, repositories, service accounts and your permissions."""
-    from vertexkit import precheck as checking
+    from vertexkit.gcp import precheck as checking
 
     root = project_root()
     try:

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from vertexkit.compile import compile_pipelines
-from vertexkit.config import load_config
-from vertexkit.local import LocalRunError, run_local
-from vertexkit.models import LocalModelRegistry
+from vertexkit.local.pipelines import compile_pipelines
+from vertexkit.project.config import load_config
+from vertexkit.local.runner import LocalRunError, run_local
+from vertexkit.local.registry import LocalModelRegistry
 
 
 def test_every_pipeline_compiles(project_dir: Path, tmp_path: Path) -> None:

@@ -28,10 +28,10 @@ from pydantic import (
     field_validator,
 )
 
-from vertexkit import naming
-from vertexkit.kfp_backend import KfpSettings
-from vertexkit.resources import ComponentName, ComponentResources
-from vertexkit.secrets import secret_name_problem
+from vertexkit.gcp.secrets import secret_name_problem
+from vertexkit.local.sizing import ComponentName, ComponentResources
+from vertexkit.orchestrators.kfp import KfpSettings
+from vertexkit.project import naming
 
 BASE_FILE = "base.yaml"
 ENV_PREFIX = "VERTEXKIT__"
@@ -152,7 +152,7 @@ class ProjectConfig(_Strict):
     components: dict[ComponentName, ComponentResources] = Field(
         default_factory=dict,
         description="Machines of the components that pipelines wrap with "
-        "vertexkit.resources.sized, by kfp component name (train-model); applied when "
+        "vertexkit.local.sizing.sized, by kfp component name (train-model); applied when "
         "compiling, never in local runs.",
     )
     local: LocalConfig = Field(default_factory=LocalConfig)
@@ -174,7 +174,7 @@ class ProjectConfig(_Strict):
     secrets: list[SecretName] = Field(
         default_factory=list,
         description=(
-            "Names of the secrets components read with vertexkit.secrets.get_secret: the "
+            "Names of the secrets components read with vertexkit.gcp.secrets.get_secret: the "
             "environment variable of that name locally, the Secret Manager secret of that "
             "name in gcp.project_id on Vertex AI. Names only, never values."
         ),

@@ -3,7 +3,7 @@
 The configuration lists secret NAMES (``secrets: [DB_PASSWORD]`` in ``config/base.yaml``), never
 values; a component reads a value when it runs::
 
-    from vertexkit.secrets import get_secret
+    from vertexkit.gcp.secrets import get_secret
 
     password = get_secret("DB_PASSWORD")
 
@@ -21,7 +21,7 @@ secret id allow), and not a variable that the system, Python, Google or vertexki
 
 Values are returned, never printed, logged, cached or written anywhere; no error message
 carries one. The Secret Manager endpoint can be redirected with
-``VERTEXKIT_ENDPOINT_SECRETMANAGER`` (see :mod:`vertexkit.rest`).
+``VERTEXKIT_ENDPOINT_SECRETMANAGER`` (see :mod:`vertexkit.steps.http`).
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from vertexkit import naming, rest
+from vertexkit.project import naming
+from vertexkit.steps import http as rest
 
 if TYPE_CHECKING:  # precheck imports config, which imports this module: import it lazily
-    from vertexkit.config import ProjectConfig
-    from vertexkit.precheck import Check
+    from vertexkit.gcp.precheck import Check
+    from vertexkit.project.config import ProjectConfig
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 NAME_MAX = 255  # Secret Manager's limit on secret ids
@@ -137,7 +138,7 @@ def get_secret(
     """The value of the secret ``name``: its environment variable, else Secret Manager.
 
     ``environ`` defaults to ``os.environ``; ``http`` to an authorised session
-    (:func:`vertexkit.rest.session`), created only when Secret Manager is needed.
+    (:func:`vertexkit.steps.http.session`), created only when Secret Manager is needed.
     Raises ValueError for an invalid name or project, SecretError when the secret cannot be read.
     """
     environ = os.environ if environ is None else environ
@@ -268,7 +269,7 @@ def plan_access_checks(config: ProjectConfig, names: Sequence[str] | None = None
     only (``roles/secretmanager.viewer`` suffices) and say which role the pipeline service
     account needs on each secret.
     """
-    from vertexkit.precheck import Check, Verdict
+    from vertexkit.gcp.precheck import Check, Verdict
 
     if names is None:
         names = getattr(config, "secrets", ())

@@ -21,8 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from vertexkit import compile as compiling
-from vertexkit.config import load_config
+from vertexkit.local import pipelines as compiling
+from vertexkit.project.config import load_config
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r" - INFO - Executing task '([^']+)'")

@@ -14,8 +14,9 @@ from google.protobuf import json_format
 from kfp import compiler
 from kfp.dsl.graph_component import GraphComponent
 
-from vertexkit import params, resources
-from vertexkit.config import ProjectConfig
+from vertexkit.local import sizing as resources
+from vertexkit.project import params
+from vertexkit.project.config import ProjectConfig
 
 PIPELINES_DIR = "pipelines"
 OUTPUT_DIR = Path("build") / "pipelines"
@@ -80,7 +81,7 @@ def load_sized_pipelines(
 ) -> dict[str, GraphComponent]:
     """Every pipeline, built with the config's component resources, and checked against it.
 
-    Components that pipelines wrap with ``vertexkit.resources.sized`` and that ``components:``
+    Components that pipelines wrap with ``vertexkit.local.sizing.sized`` and that ``components:``
     names become Vertex AI custom jobs. For compiling only: local runs use :func:`load_pipelines`.
     """
     with resources.active(

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-from vertexkit import rest
-from vertexkit.config import ProjectConfig
+from vertexkit.project.config import ProjectConfig
+from vertexkit.steps import http as rest
 
 DOCKERFILE = "components/Dockerfile"
 WHEELS_DIR = "build/wheels"
@@ -101,7 +101,7 @@ def plan_build(
     """
     root = str(Path(project_dir).resolve())
     image = image_name(config, package or package_name(root), git_commit)
-    own = (sys.executable, "-m", "vertexkit.build")
+    own = (sys.executable, "-m", "vertexkit.gcp.build")
     steps: list[rest.Step] = [
         rest.CommandStep(CLEAN, (*own, "clean", root), cwd=root),
         rest.CommandStep(
@@ -328,8 +328,8 @@ def _write_atomically(target: Path, write: Callable[[IO[bytes]], object]) -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m vertexkit.build pack PROJECT OUT`` | ``clean PROJECT``: the local steps."""
-    parser = argparse.ArgumentParser(prog="python -m vertexkit.build")
+    """``python -m vertexkit.gcp.build pack PROJECT OUT`` | ``clean PROJECT``: the local steps."""
+    parser = argparse.ArgumentParser(prog="python -m vertexkit.gcp.build")
     commands = parser.add_subparsers(dest="command", required=True)
     pack = commands.add_parser("pack", help="pack the Docker build context into a tar.gz")
     pack.add_argument("project_dir")

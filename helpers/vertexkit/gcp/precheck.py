@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from vertexkit import rest, secrets
-from vertexkit.config import ProjectConfig
+from vertexkit.gcp import secrets
+from vertexkit.project.config import ProjectConfig
+from vertexkit.steps import http as rest
 
 Status = Literal["OK", "MISSING", "DENIED", "ERROR"]
 

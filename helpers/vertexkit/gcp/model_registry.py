@@ -1,6 +1,7 @@
 """The Vertex AI Model Registry as a champion/challenger registry, through the REST API.
 
-:class:`VertexModelRegistry` has the interface of :class:`vertexkit.models.LocalModelRegistry`
+:class:`VertexModelRegistry` has the interface of
+:class:`vertexkit.local.registry.LocalModelRegistry`
 and its comparison rule (a new version becomes champion only when strictly better), with
 Vertex AI's own notions: a registered model is one Vertex AI Model whose id is the model name,
 each registration uploads one version of it, and the champion is the version holding the
@@ -34,8 +35,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from vertexkit import rest
-from vertexkit.models import (
+from vertexkit.local.registry import (
     _NAME_RE,
     _NAME_RULE,
     Direction,
@@ -47,6 +47,7 @@ from vertexkit.models import (
     check_registration,
     describe_registration,
 )
+from vertexkit.steps import http as rest
 
 POLL_SECONDS = 5.0
 UPLOAD_TIMEOUT_SECONDS = 3600.0
@@ -154,7 +155,7 @@ class VertexModelRegistry:
 
     def copy_champion_to(self, dest: str | Path) -> VertexModelVersion:
         """Download the champion's artifact directory from Cloud Storage into directory ``dest``."""
-        from vertexkit.data import gcs_client  # honours STORAGE_EMULATOR_HOST
+        from vertexkit.local.data import gcs_client  # honours STORAGE_EMULATOR_HOST
 
         champion = self.champion()
         if champion is None:

@@ -11,8 +11,8 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 import vertexkit
-from vertexkit import rest
-from vertexkit.config import ProjectConfig
+from vertexkit.project.config import ProjectConfig
+from vertexkit.steps import http as rest
 
 TERMINAL_STATES = {
     "PIPELINE_STATE_SUCCEEDED",

@@ -48,7 +48,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from vertexkit import rest
+from vertexkit.steps import http as rest
 
 API = "/apis/v2beta1"
 UPLOAD_FIELD = "uploadfile"

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from vertexkit import rest
-from vertexkit.config import ProjectConfig
+from vertexkit.project.config import ProjectConfig
+from vertexkit.steps import http as rest
 
 SERVICE = "kfp_registry"
 LATEST = "latest"

@@ -8,9 +8,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from vertexkit import build, kfp_backend, publish, rest, vertex
-from vertexkit import compile as compiling
-from vertexkit.config import ProjectConfig
+from vertexkit.gcp import build
+from vertexkit.local import pipelines as compiling
+from vertexkit.orchestrators import kfp as kfp_backend
+from vertexkit.orchestrators import vertex
+from vertexkit.orchestrators import vertex_templates as publish
+from vertexkit.project.config import ProjectConfig
+from vertexkit.steps import http as rest
 
 
 @dataclass(frozen=True)
