@@ -16,7 +16,7 @@ from tests.gcs_emulator import create_bucket
 from tests.recording_server import Recorded, RecordingServer
 from vertexkit.gcp import build
 from vertexkit.project.config import load_config
-from vertexkit.steps import http as rest
+from vertexkit.steps import Step, execute
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 BUCKET = "vertexkit-test"
@@ -115,7 +115,7 @@ def _cloud_build(server: RecordingServer, final: dict) -> None:
     server.route("GET", f"/v1/{OPERATION}", poll)
 
 
-def _plan(project: Path, **kwargs: object) -> list[rest.Step]:
+def _plan(project: Path, **kwargs: object) -> list[Step]:
     config = load_config(project, "dev", environ={})
     return build.plan_build(config, project, git_commit=COMMIT, **kwargs)  # type: ignore[arg-type]
 
@@ -128,7 +128,7 @@ def test_cloud_build_uploads_context_builds_and_records_digest(
     result = {**built, "results": {"images": [{"name": IMAGE, "digest": DIGEST}]}}
     _cloud_build(recording_server, {"name": OPERATION, "done": True, "response": result})
 
-    responses = rest.execute(_plan(project, poll_seconds=0), out=io.StringIO())
+    responses = execute(_plan(project, poll_seconds=0), out=io.StringIO())
 
     # The context arrived in the bucket, holding only what Docker would see.
     name = f"builds/{COMMIT}/context.tar.gz"
@@ -180,7 +180,7 @@ def test_failed_cloud_build_names_build_and_logs(
         {"name": OPERATION, "done": True, "error": error, "metadata": {"build": failed}},
     )
     with pytest.raises(build.BuildError) as excinfo:
-        rest.execute(_plan(project, poll_seconds=0), out=io.StringIO())
+        execute(_plan(project, poll_seconds=0), out=io.StringIO())
     assert str(excinfo.value) == (
         f"Cloud Build build b-1 ended FAILURE: step 0 failed; logs: {LOG_URL}"
     )
@@ -193,7 +193,7 @@ def test_wait_gives_up_after_max_polls_naming_the_build(
     monkeypatch.setenv("VERTEXKIT_ENDPOINT_CLOUDBUILD", recording_server.url)
     _cloud_build(recording_server, {"name": OPERATION, "done": False})
     with pytest.raises(build.BuildError, match=f"b-1 still running after 1 checks; .*{LOG_URL}"):
-        rest.execute(_plan(project, poll_seconds=0, max_polls=1), out=io.StringIO())
+        execute(_plan(project, poll_seconds=0, max_polls=1), out=io.StringIO())
 
 
 def test_dry_run_shows_placeholders_and_sends_nothing(
@@ -203,7 +203,7 @@ def test_dry_run_shows_placeholders_and_sends_nothing(
         monkeypatch.setenv(f"VERTEXKIT_ENDPOINT_{service}", recording_server.url)
     steps = _plan(project, service_account="builder@acme-ml-dev.iam.gserviceaccount.com")
     shown = io.StringIO()
-    rest.execute(steps, dry_run=True, as_json=True, out=shown)
+    execute(steps, dry_run=True, as_json=True, out=shown)
     planned = json.loads(shown.getvalue())
     root = str(project.resolve())
     assert [s["step"] for s in planned] == [
@@ -250,7 +250,7 @@ def test_dry_run_shows_placeholders_and_sends_nothing(
         "repeat": "until done",
     }
     text = io.StringIO()
-    rest.execute(steps, dry_run=True, out=text)
+    execute(steps, dry_run=True, out=text)
     assert f"raw upload of {context} (application/octet-stream)" in text.getvalue()
     assert recording_server.requests == []
     assert not (project / "build/wheels").exists()
@@ -281,7 +281,7 @@ def test_local_docker_plan(project: Path) -> None:
         ),
     ]
     shown = io.StringIO()
-    rest.execute(steps, dry_run=True, out=shown)
+    execute(steps, dry_run=True, out=shown)
     # The dry run of the digest read can be pasted into a shell as it is.
     assert f"$ docker inspect --format '{{{{index .RepoDigests 0}}}}' {IMAGE}" in shown.getvalue()
 

@@ -25,7 +25,7 @@ from vertexkit.local import pipelines as compiling
 from vertexkit.orchestrators import kfp as kfp_backend
 from vertexkit.orchestrators.kfp import KfpSettings
 from vertexkit.project.config import load_config
-from vertexkit.steps import http as rest
+from vertexkit.steps import CloudError, Responses, execute, substitute
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API = "/apis/v2beta1"
@@ -189,7 +189,7 @@ def form_parts(request: Recorded) -> list[tuple[str, str | None, str, bytes]]:
 def test_first_publish_uploads_the_pipeline_then_the_release_version(
     settings: KfpSettings, fake: FakeKfp, recording_server: RecordingServer, template: Path
 ) -> None:
-    responses = rest.execute(publish(settings, template, "commit abc"), out=io.StringIO())
+    responses = execute(publish(settings, template, "commit abc"), out=io.StringIO())
 
     find, upload, version = recording_server.requests
     assert (find.method, find.path) == ("GET", f"{API}/pipelines")
@@ -217,7 +217,7 @@ def test_publish_to_an_existing_pipeline_uploads_only_a_version(
     settings: KfpSettings, fake: FakeKfp, recording_server: RecordingServer, template: Path
 ) -> None:
     fake.pipelines.append({"pipeline_id": "p9", "name": FULL, "display_name": FULL})
-    responses = rest.execute(publish(settings, template), out=io.StringIO())
+    responses = execute(publish(settings, template), out=io.StringIO())
 
     find, version = recording_server.requests
     assert find.path == f"{API}/pipelines"
@@ -248,7 +248,7 @@ def test_deploy_creates_a_run_of_the_uploaded_version_with_typed_parameters(
         parameters=values,
         now=NOW,
     )
-    responses = rest.execute(steps, out=io.StringIO())
+    responses = execute(steps, out=io.StringIO())
 
     *_, find_experiment, create_experiment, run = recording_server.requests
     assert json.loads(find_experiment.query["filter"][0])["predicates"][0]["stringValue"] == (
@@ -276,7 +276,7 @@ def test_deploy_creates_a_run_of_the_uploaded_version_with_typed_parameters(
     ) + kfp_backend.plan_submit(
         settings, "training", project="demo", environment="dev", parameters=values, now=NOW
     )
-    rest.execute(again, out=io.StringIO())
+    execute(again, out=io.StringIO())
     assert [(r.method, r.path) for r in recording_server.requests] == [
         ("GET", f"{API}/pipelines"),
         ("POST", f"{API}/pipelines/upload_version"),
@@ -290,7 +290,7 @@ def test_deploy_creates_a_run_of_the_uploaded_version_with_typed_parameters(
     }
 
 
-def _placeholders(plan: list[dict], responses: rest.Responses) -> dict[str, str]:
+def _placeholders(plan: list[dict], responses: Responses) -> dict[str, str]:
     """Each ``<from STEP: key>`` of a dry run, with the value STEP's answer gave."""
     found = set(re.findall(r"<from [^>]+>", json.dumps(plan)))
     values = {}
@@ -305,12 +305,12 @@ def test_dry_run_json_is_what_is_sent(
 ) -> None:
     steps = publish(settings, template, "commit abc") + submit(settings)
     shown = io.StringIO()
-    rest.execute(steps, dry_run=True, as_json=True, out=shown)
+    execute(steps, dry_run=True, as_json=True, out=shown)
     assert recording_server.requests == [], "a dry run sent something"
-    responses = rest.execute(steps, out=io.StringIO())
+    responses = execute(steps, out=io.StringIO())
 
     plan = json.loads(shown.getvalue())
-    resolved = rest.substitute(plan, _placeholders(plan, responses))
+    resolved = substitute(plan, _placeholders(plan, responses))
     sent = recording_server.requests
     assert len(sent) == len(resolved) == 6  # nothing existed: every conditional step was sent
     for planned, request in zip(resolved, sent, strict=True):
@@ -364,7 +364,7 @@ def test_requests_equal_what_kfp_client_sends(
 ) -> None:
     monkeypatch.setenv("KFP_TOKEN", "t0ken")
     settings = KfpSettings(host=recording_server.url, token_env="KFP_TOKEN")
-    rest.execute(publish(settings, template, "commit abc") + submit(settings), out=io.StringIO())
+    execute(publish(settings, template, "commit abc") + submit(settings), out=io.StringIO())
     ours = list(recording_server.requests)
 
     recording_server.requests.clear()
@@ -406,7 +406,7 @@ def test_run_without_publish_uses_the_newest_version_of_the_commit(
     fake._version("p1", f"{COMMIT}-20261101000000")
     fake._version("p1", f"{COMMIT}-20261102000000")
     fake._version("p1", "0ther0commit-20261103000000")
-    rest.execute(submit(settings, commit=COMMIT), out=io.StringIO())
+    execute(submit(settings, commit=COMMIT), out=io.StringIO())
 
     lookup = recording_server.requests[3]
     assert (lookup.method, lookup.path) == ("GET", f"{API}/pipelines/p1/versions")
@@ -425,12 +425,12 @@ def test_run_without_publish_uses_the_newest_version_of_the_commit(
 def test_run_of_an_unpublished_commit_says_to_publish(
     settings: KfpSettings, fake: FakeKfp, recording_server: RecordingServer
 ) -> None:
-    with pytest.raises(rest.CloudError, match=r"no pipeline 'demo-training-dev'.*invoke publish"):
-        rest.execute(submit(settings, commit=COMMIT), out=io.StringIO())
+    with pytest.raises(CloudError, match=r"no pipeline 'demo-training-dev'.*invoke publish"):
+        execute(submit(settings, commit=COMMIT), out=io.StringIO())
 
     fake.pipelines.append({"pipeline_id": "p1", "name": FULL, "display_name": FULL})
-    with pytest.raises(rest.CloudError, match=f"no version from commit {COMMIT}.*invoke publish"):
-        rest.execute(submit(settings, commit=COMMIT), out=io.StringIO())
+    with pytest.raises(CloudError, match=f"no version from commit {COMMIT}.*invoke publish"):
+        execute(submit(settings, commit=COMMIT), out=io.StringIO())
     assert not any(r.path == f"{API}/runs" for r in recording_server.requests)
 
 
@@ -439,7 +439,7 @@ def test_multi_user_namespace_goes_with_pipelines_experiments_and_runs(
 ) -> None:
     FakeKfp(recording_server, multi_user=True)
     settings = KfpSettings(host=recording_server.url, namespace="team-a", experiment="nightly")
-    rest.execute(publish(settings, template) + submit(settings), out=io.StringIO())
+    execute(publish(settings, template) + submit(settings), out=io.StringIO())
     find, upload, version, find_experiment, create_experiment, _ = recording_server.requests
     assert find.query["namespace"] == ["team-a"]
     assert upload.query["namespace"] == ["team-a"]
@@ -457,16 +457,16 @@ def test_token_comes_from_the_named_environment_variable(
     settings = KfpSettings(host=recording_server.url, token_env="KFP_TOKEN")
     steps = publish(settings, template) + submit(settings)
     shown = io.StringIO()
-    rest.execute(steps, dry_run=True, out=shown)
+    execute(steps, dry_run=True, out=shown)
     assert "authorization: Bearer $KFP_TOKEN" in shown.getvalue()
 
     monkeypatch.delenv("KFP_TOKEN", raising=False)
-    with pytest.raises(rest.CloudError, match=r"KFP_TOKEN .*is not set"):
-        rest.execute(steps, out=io.StringIO())
+    with pytest.raises(CloudError, match=r"KFP_TOKEN .*is not set"):
+        execute(steps, out=io.StringIO())
     assert recording_server.requests == []
 
     monkeypatch.setenv("KFP_TOKEN", "s3cret")
-    rest.execute(steps, out=io.StringIO())
+    execute(steps, out=io.StringIO())
     assert {r.headers.get("authorization") for r in recording_server.requests} == {"Bearer s3cret"}
     assert "s3cret" not in shown.getvalue()
 
@@ -475,12 +475,12 @@ def test_refused_token_and_login_redirects_are_explained(
     settings: KfpSettings, recording_server: RecordingServer, template: Path
 ) -> None:
     recording_server.route("GET", f"{API}/pipelines", (401, {"message": "Unauthenticated"}))
-    with pytest.raises(rest.CloudError, match=r"find pipeline training.*401: Unauthenticated.*"):
-        rest.execute(publish(settings, template), out=io.StringIO())
+    with pytest.raises(CloudError, match=r"find pipeline training.*401: Unauthenticated.*"):
+        execute(publish(settings, template), out=io.StringIO())
 
     recording_server.route("GET", f"{API}/pipelines", (302, None))
-    with pytest.raises(rest.CloudError, match=r"302.*kfp.token_env") as failure:
-        rest.execute(publish(settings, template), out=io.StringIO())
+    with pytest.raises(CloudError, match=r"302.*kfp.token_env") as failure:
+        execute(publish(settings, template), out=io.StringIO())
     assert failure.value.status == 302
 
 
@@ -489,7 +489,7 @@ def test_endpoint_can_be_redirected_by_environment(
 ) -> None:
     settings = KfpSettings(host="https://kfp.example.com")
     monkeypatch.setenv("VERTEXKIT_ENDPOINT_KFP", recording_server.url + "/")
-    rest.execute(kfp_backend.plan_experiment(settings, "x"), out=io.StringIO())
+    execute(kfp_backend.plan_experiment(settings, "x"), out=io.StringIO())
     assert [r.path for r in recording_server.requests] == [f"{API}/experiments"] * 2
 
     monkeypatch.setenv("VERTEXKIT_ENDPOINT_KFP", "kfp.internal:8888")
@@ -565,7 +565,7 @@ def test_status_lists_the_experiments_runs_and_logs_render_a_run(
     )
     recording_server.route("GET", f"{API}/runs", (200, {"runs": [run]}))
     recording_server.route("GET", f"{API}/runs/0b6f-r1", (200, run))
-    responses = rest.execute(kfp_backend.plan_status(settings, "demo-dev"), out=io.StringIO())
+    responses = execute(kfp_backend.plan_status(settings, "demo-dev"), out=io.StringIO())
     assert recording_server.requests[-1].query == {
         "experiment_id": ["e7"],
         "page_size": ["10"],
@@ -575,7 +575,7 @@ def test_status_lists_the_experiments_runs_and_logs_render_a_run(
     assert "0b6f-r1" in table and "failed" in table and "2026-11-23 10:30:06" in table
     assert f"{recording_server.url}/#/runs/details/0b6f-r1" in table
 
-    read = rest.execute([kfp_backend.plan_read_run(settings, "0b6f-r1")], out=io.StringIO())
+    read = execute([kfp_backend.plan_read_run(settings, "0b6f-r1")], out=io.StringIO())
     text = kfp_backend.render_logs(settings, read["read run"])
     assert "error: task describe failed" in text
     assert "exit code 1" in text and "pod: training-abc-describe-1" in text
@@ -584,7 +584,7 @@ def test_status_lists_the_experiments_runs_and_logs_render_a_run(
 def test_status_without_the_experiment_sends_one_request(
     settings: KfpSettings, recording_server: RecordingServer, fake: FakeKfp
 ) -> None:
-    responses = rest.execute(kfp_backend.plan_status(settings, "demo-dev"), out=io.StringIO())
+    responses = execute(kfp_backend.plan_status(settings, "demo-dev"), out=io.StringIO())
     assert len(recording_server.requests) == 1
     assert "no pipeline runs in experiment 'demo-dev'" in kfp_backend.render_status(
         settings, responses["list runs"], "demo-dev"

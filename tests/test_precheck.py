@@ -14,7 +14,7 @@ import pytest
 from tests.recording_server import Recorded, RecordingServer
 from vertexkit.gcp import precheck
 from vertexkit.project.config import ProjectConfig, load_config
-from vertexkit.steps import http as rest
+from vertexkit.steps import execute
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SERVICES = ("serviceusage", "storage", "artifactregistry", "iam", "cloudresourcemanager")
@@ -59,7 +59,7 @@ def server(recording_server: RecordingServer, monkeypatch: pytest.MonkeyPatch) -
 
 
 def check(config: ProjectConfig) -> dict[str, precheck.Result]:
-    results = precheck.run_checks(precheck.plan_checks(config), rest.session())
+    results = precheck.run_checks(precheck.plan_checks(config))
     return {result.check: result for result in results}
 
 
@@ -77,10 +77,10 @@ def test_dry_run_json_lists_every_request_sent(
 ) -> None:
     checks = precheck.plan_checks(config)
     shown = io.StringIO()
-    rest.execute(precheck.steps(checks), dry_run=True, as_json=True, out=shown)
+    execute(precheck.steps(checks), dry_run=True, as_json=True, out=shown)
     planned = json.loads(shown.getvalue())
     assert server.requests == []
-    precheck.run_checks(checks, rest.session())
+    precheck.run_checks(checks)
     assert len(planned) == len(server.requests) == len(checks)
     for plan, sent in zip(planned, server.requests, strict=True):
         url = urlsplit(plan["url"])

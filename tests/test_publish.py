@@ -19,8 +19,9 @@ from kfp import compiler
 
 from tests.recording_server import Recorded, RecordingServer
 from vertexkit.orchestrators import vertex_templates as publish
+from vertexkit.project import release
 from vertexkit.project.config import ProjectConfig, load_config
-from vertexkit.steps import http as rest
+from vertexkit.steps import CloudError, execute
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -78,17 +79,17 @@ def test_dry_run_json_equals_what_the_registry_receives(
 ) -> None:
     monkeypatch.setenv("VERTEXKIT_ENDPOINT_KFP_REGISTRY", recording_server.url)
     recording_server.route("POST", "/acme-ml-dev/demo-pipelines", registry_answer)
-    tags = publish.release_tags("0123456789ab", "v1.2.0")
+    tags = release.release_tags("0123456789ab", "v1.2.0")
     steps = publish.plan_publish(config, templates, tags)
 
     shown = io.StringIO()
-    rest.execute(steps, dry_run=True, as_json=True, out=shown)
+    execute(steps, dry_run=True, as_json=True, out=shown)
     planned = json.loads(shown.getvalue())
     assert recording_server.requests == []
     assert [p["step"] for p in planned] == ["publish first", "publish second"]
     assert planned[0]["form"] == {"tags": "0123456789ab,v1.2.0,latest"}
 
-    responses = rest.execute(steps, out=io.StringIO())
+    responses = execute(steps, out=io.StringIO())
     assert len(recording_server.requests) == 2
     for plan, sent in zip(planned, recording_server.requests, strict=True):
         assert (sent.method, recording_server.url + sent.path) == (plan["method"], plan["url"])
@@ -128,9 +129,9 @@ def test_template_uri_ignores_redirected_upload_endpoint(
 
 
 def test_release_tags() -> None:
-    assert publish.release_tags("0123456789ab", None) == ["0123456789ab", "latest"]
-    assert publish.release_tags("0123456789ab", "1.0.0") == ["0123456789ab", "1.0.0", "latest"]
-    assert publish.release_tags("0123456789ab", "latest") == ["0123456789ab", "latest"]
+    assert release.release_tags("0123456789ab", None) == ["0123456789ab", "latest"]
+    assert release.release_tags("0123456789ab", "1.0.0") == ["0123456789ab", "1.0.0", "latest"]
+    assert release.release_tags("0123456789ab", "latest") == ["0123456789ab", "latest"]
 
 
 @pytest.mark.parametrize(
@@ -138,14 +139,14 @@ def test_release_tags() -> None:
 )
 def test_bad_tags_are_rejected_by_name(bad: str) -> None:
     with pytest.raises(ValueError, match=re.escape(f"invalid template tag {bad!r}")):
-        publish.release_tags("0123456789ab", bad)
+        release.release_tags("0123456789ab", bad)
     with pytest.raises(ValueError, match=re.escape(f"invalid template tag {bad!r}")):
-        publish.release_tags(bad, None)
+        release.release_tags(bad, None)
 
 
 def test_empty_tag_is_rejected() -> None:
     with pytest.raises(ValueError, match="invalid template tag ''"):
-        publish.validate_tag("")
+        release.validate_tag("")
 
 
 def test_bad_tags_are_rejected_when_planning(
@@ -172,7 +173,7 @@ def test_package_name_needs_a_compiled_pipeline(tmp_path: Path) -> None:
 
 
 def test_parse_upload_answer_rejects_garbage() -> None:
-    with pytest.raises(rest.CloudError, match="unexpected answer"):
+    with pytest.raises(CloudError, match="unexpected answer"):
         publish.parse_upload_answer({"name": "x"})
 
 
@@ -210,41 +211,41 @@ def repo(tmp_path: Path, git_env: None) -> Path:
 
 
 def test_git_commit_and_no_tag(repo: Path) -> None:
-    commit = publish.git_commit(repo)
+    commit = release.git_commit(repo)
     assert len(commit) == 12
     assert git(repo, "rev-parse", "HEAD").startswith(commit)
-    assert publish.version_tag(repo) is None
+    assert release.version_tag(repo) is None
 
 
 def test_version_tag_when_head_is_tagged(repo: Path) -> None:
     git(repo, "tag", "-a", "v1.2.0", "-m", "release")
-    assert publish.version_tag(repo) == "v1.2.0"
-    assert publish.release_tags(publish.git_commit(repo), publish.version_tag(repo))[1:] == [
+    assert release.version_tag(repo) == "v1.2.0"
+    assert release.release_tags(release.git_commit(repo), release.version_tag(repo))[1:] == [
         "v1.2.0",
         "latest",
     ]
     (repo / "README.md").write_text("changed\n")
     git(repo, "commit", "-q", "-am", "after the release")
-    assert publish.version_tag(repo) is None  # tags on older commits do not count
+    assert release.version_tag(repo) is None  # tags on older commits do not count
 
 
 def test_lightweight_tag_counts(repo: Path) -> None:
     git(repo, "tag", "1.0.0")
-    assert publish.version_tag(repo) == "1.0.0"
+    assert release.version_tag(repo) == "1.0.0"
 
 
 def test_not_a_git_repository(tmp_path: Path, git_env: None) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
-    with pytest.raises(publish.GitError, match=f"{plain} is not a git repository"):
-        publish.git_commit(plain)
-    with pytest.raises(publish.GitError, match="is not a git repository"):
-        publish.version_tag(plain)
+    with pytest.raises(release.GitError, match=f"{plain} is not a git repository"):
+        release.git_commit(plain)
+    with pytest.raises(release.GitError, match="is not a git repository"):
+        release.version_tag(plain)
 
 
 def test_repository_without_commit(tmp_path: Path, git_env: None) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     git(empty, "init", "-q")
-    with pytest.raises(publish.GitError, match=f"{empty}: cannot read the HEAD commit"):
-        publish.git_commit(empty)
+    with pytest.raises(release.GitError, match=f"{empty}: cannot read the HEAD commit"):
+        release.git_commit(empty)

@@ -14,10 +14,7 @@ from pydantic import BaseModel, ValidationError
 from vertexkit.local.pipelines import PipelineError, for_environment, load_pipeline
 from vertexkit.local.runner import run_local
 from vertexkit.local.sizing import (
-    ACCELERATOR_TYPES,
     PIPELINE_SERVICE_ACCOUNT,
-    ComponentName,
-    ComponentResources,
     ResourcesError,
     active,
     bind_worker_images,
@@ -25,6 +22,7 @@ from vertexkit.local.sizing import (
     components_in,
     sized,
 )
+from vertexkit.project.settings import ACCELERATOR_TYPES, ComponentName, ComponentResources
 
 FIXTURE = Path(__file__).parent / "fixtures" / "resources"
 LOCAL_IMAGE = "sized-base:python3.11"

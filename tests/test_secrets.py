@@ -13,8 +13,9 @@ import pytest
 
 from tests.recording_server import RecordingServer
 from vertexkit.gcp import precheck, secrets
+from vertexkit.project import naming
 from vertexkit.project.config import ConfigError, ProjectConfig, load_config
-from vertexkit.steps import http as rest
+from vertexkit.steps import CloudError, execute
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VALUE = "s3cr3t-Välue\n"  # non-ASCII and a trailing newline: returned exactly as stored
@@ -182,7 +183,7 @@ def test_not_found_says_how_to_create_the_secret(
     assert "`gcloud secrets create DB_PASSWORD --project acme-ml-dev`" in message
     assert "gcloud secrets versions add DB_PASSWORD --project acme-ml-dev --data-file=-" in message
     assert caught.value.status == 404
-    assert isinstance(caught.value, rest.CloudError)  # the tasks' error handling applies
+    assert isinstance(caught.value, CloudError)  # the tasks' error handling applies
     no_leak(caught.value)
 
 
@@ -291,7 +292,7 @@ def test_invalid_names_are_refused_naming_the_rule(
 
 def test_valid_names() -> None:
     for name in ("DB_PASSWORD", "api_token", "_X", "A" * 255, "Key2"):
-        assert secrets.secret_name_problem(name) is None
+        assert naming.secret_name_problem(name) is None
         assert secrets.secret_id(name) == name  # the secret id is the name, unchanged
 
 
@@ -307,10 +308,10 @@ def test_precheck_requests_for_two_secrets(
     config: ProjectConfig, recording_server: RecordingServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VERTEXKIT_ENDPOINT_SECRETMANAGER", recording_server.url)
-    checks = secrets.plan_access_checks(config, ["DB_PASSWORD", "API_TOKEN", "DB_PASSWORD"])
+    checks = precheck.plan_access_checks(config, ["DB_PASSWORD", "API_TOKEN", "DB_PASSWORD"])
     assert all(isinstance(check, precheck.Check) for check in checks)
     shown = io.StringIO()
-    rest.execute(precheck.steps(checks), dry_run=True, as_json=True, out=shown)
+    execute(precheck.steps(checks), dry_run=True, as_json=True, out=shown)
     base = f"{recording_server.url}/v1/projects/acme-ml-dev/secrets"
     assert json.loads(shown.getvalue()) == [
         {"step": f"check {what}", "method": "GET", "url": url, "body": None}
@@ -326,7 +327,7 @@ def test_precheck_requests_for_two_secrets(
     secret = f"{base.removeprefix(recording_server.url)}/API_TOKEN"
     recording_server.route("GET", f"{secret}/versions/latest", (200, {"state": "ENABLED"}))
     recording_server.route("GET", secret, (200, {"name": "projects/1/secrets/API_TOKEN"}))
-    results = {r.check: r for r in precheck.run_checks(checks, rest.session())}
+    results = {r.check: r for r in precheck.run_checks(checks)}
     sent = [(r.method, recording_server.url + r.path) for r in recording_server.requests]
     assert sent == [(c.request.method, c.request.url) for c in checks]
 
@@ -355,8 +356,8 @@ def test_precheck_disabled_version_and_denied_metadata(
         f"{secret}/versions/latest",
         (200, {"name": "projects/1/secrets/DB_PASSWORD/versions/4", "state": "DISABLED"}),
     )
-    checks = secrets.plan_access_checks(config, ["DB_PASSWORD"])
-    results = {r.check: r for r in precheck.run_checks(checks, rest.session())}
+    checks = precheck.plan_access_checks(config, ["DB_PASSWORD"])
+    results = {r.check: r for r in precheck.run_checks(checks)}
     denied = results["secret DB_PASSWORD"]
     assert denied.status == "DENIED"
     assert denied.fix == (
@@ -371,7 +372,7 @@ def test_precheck_disabled_version_and_denied_metadata(
 
 def test_precheck_refuses_invalid_names(config: ProjectConfig) -> None:
     with pytest.raises(ValueError, match="invalid secret name 'db-password'"):
-        secrets.plan_access_checks(config, ["db-password"])
+        precheck.plan_access_checks(config, ["db-password"])
 
 
 # --- config (vertexkit.project.config's secrets field) ------------------------------------------

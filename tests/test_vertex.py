@@ -7,13 +7,12 @@ import json
 from datetime import datetime, timezone
 
 import pytest
-import requests
 
 import vertexkit
 from tests.recording_server import RecordingServer
 from vertexkit.orchestrators import vertex
 from vertexkit.project.config import ProjectConfig
-from vertexkit.steps import http as rest
+from vertexkit.steps import CloudError, HttpStep, Sender, execute
 
 NOW = datetime(2026, 11, 23, 10, 30, 5, tzinfo=timezone.utc)
 TEMPLATE = "https://europe-west4-kfp.pkg.dev/acme-ml-dev/churn-pipelines/churn-training/abc123"
@@ -48,8 +47,8 @@ def test_run_request_body(config: ProjectConfig, recording_server: RecordingServ
         now=NOW,
     )
     shown = io.StringIO()
-    rest.execute([step], dry_run=True, as_json=True, out=shown)
-    rest.execute([step], out=io.StringIO())
+    execute([step], dry_run=True, as_json=True, out=shown)
+    execute([step], out=io.StringIO())
 
     [sent] = recording_server.requests
     assert sent.query == {"pipelineJobId": ["training-20261123103005"]}
@@ -101,7 +100,7 @@ def test_wait_reports_task_states_until_the_end(
     job = vertex.wait(
         config,
         "projects/acme-ml-dev/locations/europe-west4/pipelineJobs/run-1",
-        requests.Session(),
+        Sender(),
         out=out,
         poll_seconds=0,
     )
@@ -128,7 +127,7 @@ def test_schedule_is_created_when_missing_and_updated_when_found(
         vertex.plan_schedule_lookup(config, "training"),
         vertex.plan_schedule_upsert(config, "training", "TZ=Europe/Paris 0 6 * * 1", job),
     ]
-    rest.execute(steps, out=io.StringIO())
+    execute(steps, out=io.StringIO())
     lookup, create = recording_server.requests
     assert lookup.query["filter"] == ['display_name="churn-training-dev"']
     assert create.method == "POST"
@@ -139,7 +138,7 @@ def test_schedule_is_created_when_missing_and_updated_when_found(
     }
 
     found.append({"name": "projects/acme-ml-dev/locations/europe-west4/schedules/9"})
-    rest.execute(steps, out=io.StringIO())
+    execute(steps, out=io.StringIO())
     update = recording_server.requests[-1]
     assert (update.method, update.path) == ("PATCH", f"{PARENT}/schedules/9")
     assert update.query["updateMask"] == ["cron,createPipelineJobRequest"]
@@ -164,7 +163,7 @@ def test_schedule_actions(
         vertex.plan_schedule_lookup(config, "training"),
         vertex.plan_schedule_action(config, "training", action),
     ]
-    rest.execute(steps, out=io.StringIO())
+    execute(steps, out=io.StringIO())
     assert (recording_server.requests[-1].method, recording_server.requests[-1].path) == (
         method,
         f"/v1/{name}{suffix}",
@@ -179,8 +178,8 @@ def test_schedule_action_without_a_schedule_says_how_to_create_one(
         vertex.plan_schedule_lookup(config, "training"),
         vertex.plan_schedule_action(config, "training", "pause"),
     ]
-    with pytest.raises(rest.CloudError, match="invoke schedule --env dev --pipeline training"):
-        rest.execute(steps, out=io.StringIO())
+    with pytest.raises(CloudError, match="invoke schedule --env dev --pipeline training"):
+        execute(steps, out=io.StringIO())
     assert len(recording_server.requests) == 1
 
 
@@ -206,11 +205,11 @@ def test_status_and_logs_render_the_answers(
     }
     recording_server.route("GET", f"{PARENT}/pipelineJobs", (200, {"pipelineJobs": [job]}))
     recording_server.route("GET", f"{PARENT}/pipelineJobs/training-20261123103005", (200, job))
-    listed = rest.execute([vertex.plan_status(config)], out=io.StringIO())["list runs"]
+    listed = execute([vertex.plan_status(config)], out=io.StringIO())["list runs"]
     table = vertex.render_status(config, listed)
     assert "training-20261123103005" in table and "failed" in table
     assert "console.cloud.google.com/vertex-ai/locations/europe-west4/pipelines/runs/" in table
-    read = rest.execute([vertex.plan_job(config, "training-20261123103005")], out=io.StringIO())
+    read = execute([vertex.plan_job(config, "training-20261123103005")], out=io.StringIO())
     text = vertex.render_logs(config, read["read run"])
     assert "error: task train-model failed" in text
     assert "OOM" in text
@@ -237,11 +236,9 @@ def test_experiment_link_waits_for_the_run_context(
     recording_server.route("POST", f"{PARENT}/pipelineJobs", (200, {"name": job}))
     recording_server.route("GET", f"/v1/{job}", lambda _: (200, next(states)))
     recording_server.route("POST", rf"{PARENT}/metadataStores/default/contexts/.*", (200, {}))
-    submit = rest.HttpStep(
-        "submit training", "POST", f"{recording_server.url}{PARENT}/pipelineJobs"
-    )
+    submit = HttpStep("submit training", "POST", f"{recording_server.url}{PARENT}/pipelineJobs")
     link = vertex.plan_link_experiment(config, "submit training", poll_seconds=0)
-    rest.execute([submit, link], out=io.StringIO())
+    execute([submit, link], out=io.StringIO())
     last = recording_server.requests[-1]
     assert last.path == f"{PARENT}/metadataStores/default/contexts/churn-dev:addContextChildren"
     assert last.json == {"childContexts": ["c/1"]}
@@ -253,9 +250,7 @@ def test_experiment_link_fails_clearly_when_the_run_ends_first(
     job = "projects/acme-ml-dev/locations/europe-west4/pipelineJobs/run-2"
     recording_server.route("POST", f"{PARENT}/pipelineJobs", (200, {"name": job}))
     recording_server.route("GET", f"/v1/{job}", (200, {"state": "PIPELINE_STATE_FAILED"}))
-    submit = rest.HttpStep(
-        "submit training", "POST", f"{recording_server.url}{PARENT}/pipelineJobs"
-    )
+    submit = HttpStep("submit training", "POST", f"{recording_server.url}{PARENT}/pipelineJobs")
     link = vertex.plan_link_experiment(config, "submit training", poll_seconds=0)
-    with pytest.raises(rest.CloudError, match=r"PIPELINE_STATE_FAILED.*not in the experiment"):
-        rest.execute([submit, link], out=io.StringIO())
+    with pytest.raises(CloudError, match=r"PIPELINE_STATE_FAILED.*not in the experiment"):
+        execute([submit, link], out=io.StringIO())

@@ -12,10 +12,10 @@ from invoke.exceptions import Exit
 
 from vertexkit.gcp import deploy as plans
 from vertexkit.local import pipelines as compiling
-from vertexkit.orchestrators import kfp as kfp_backend
+from vertexkit.orchestrators import for_config
 from vertexkit.project.config import ConfigError, load_config
 from vertexkit.project.params import ParameterError
-from vertexkit.steps import http as rest
+from vertexkit.steps import CloudError, execute
 
 # Errors that come from bad input: shown as one clear message, without a traceback.
 _USER_ERRORS = (ConfigError, ParameterError, compiling.PipelineError)
@@ -50,7 +50,7 @@ def compile(c: Context, pipeline: str | None = None, env: str | None = None) -> 
         image = build.read_image(root, env) if env else None
         names = [pipeline] if pipeline else None
         written = compiling.compile_pipelines(root, config, names, image=image)
-    except (*_USER_ERRORS, rest.CloudError) as exc:
+    except (*_USER_ERRORS, CloudError) as exc:
         raise _fail(exc) from None
     for path in written:
         print(f"compiled {path.relative_to(root)}")
@@ -147,13 +147,12 @@ def _cloud(plan: Any, root: Path, env: str, *, release: bool = True) -> list[Any
 
     User errors, a missing git commit among them, become one-line messages.
     """
-    from vertexkit.gcp.deploy import Release
-    from vertexkit.orchestrators.vertex_templates import GitError
+    from vertexkit.project.release import GitError, Release
 
     try:
         loaded = load_config(root, env)
         return plan(loaded, Release.of(root) if release else None)
-    except (*_USER_ERRORS, ValueError, rest.CloudError, GitError) as exc:
+    except (*_USER_ERRORS, ValueError, CloudError, GitError) as exc:
         raise _fail(exc) from None
 
 
@@ -164,20 +163,21 @@ def _apply(
     if as_json and not dry_run:
         raise Exit("error: --json goes with --dry-run", 2)
     try:
-        responses = rest.execute(steps, dry_run=dry_run, as_json=as_json)
+        responses = execute(steps, dry_run=dry_run, as_json=as_json)
         if dry_run:
             return responses
-        run = plans.submitted(load_config(project_root(), env), responses)
+        orchestrator = for_config(load_config(project_root(), env))
+        run = orchestrator.submitted(responses)
         if run:
             print(f"submitted {run.run_id}: {run.url}")
             if follow:
-                succeeded, state = run.wait()
-                if not succeeded:
-                    raise Exit(f"error: run {run.run_id} ended {state}", 1)
+                final = orchestrator.follow(run.run_id)
+                if not final.succeeded:
+                    raise Exit(f"error: run {run.run_id} ended {final.backend_state}", 1)
                 print(f"run {run.run_id} succeeded")
         return responses
-    except rest.CloudError as exc:
-        if exc.status == 404 and not isinstance(exc, kfp_backend.KfpError):
+    except CloudError as exc:
+        if exc.status == 404 and exc.google:
             raise Exit(
                 f"error: {exc}\n  `invoke precheck --env {env}` lists what is missing in the "
                 "environment and the command that creates it",
@@ -219,7 +219,7 @@ def publish(c: Context, env: str, dry_run: bool = False, json: bool = False) -> 
     )
     responses = _apply(steps, dry_run, json, env)
     if not dry_run:
-        for line in plans.published(load_config(root, env), responses):
+        for line in for_config(load_config(root, env)).published(responses):
             print(line)
 
 
@@ -308,20 +308,22 @@ def schedule(
 def status(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
     """Recent pipeline runs with their state and console links."""
     root = project_root()
-    steps = _cloud(lambda config, _: plans.plan_status(config), root, env, release=False)
+    steps = _cloud(lambda config, _: for_config(config).plan_list_runs(), root, env, release=False)
     responses = _apply(steps, dry_run, json, env)
     if not dry_run:
-        print(plans.render_status(load_config(root, env), responses))
+        print(for_config(load_config(root, env)).render_runs(responses))
 
 
 @task(help={**_CLOUD_HELP, "run": "the run id (see `invoke status`)"})
 def logs(c: Context, env: str, run: str, dry_run: bool = False, json: bool = False) -> None:
     """Task states and errors of one run, and where its full logs are."""
     root = project_root()
-    steps = _cloud(lambda config, _: plans.plan_logs(config, run), root, env, release=False)
+    steps = _cloud(
+        lambda config, _: for_config(config).plan_read_run(run), root, env, release=False
+    )
     responses = _apply(steps, dry_run, json, env)
     if not dry_run:
-        print(plans.render_logs(load_config(root, env), responses))
+        print(for_config(load_config(root, env)).render_run(responses))
 
 
 @task(help=_CLOUD_HELP)
@@ -334,10 +336,10 @@ def precheck(c: Context, env: str, dry_run: bool = False, json: bool = False) ->
         config = load_config(root, env)
         checks = checking.plan_checks(config)
         if dry_run:
-            rest.execute(checking.steps(checks), dry_run=True, as_json=json)
+            execute(checking.steps(checks), dry_run=True, as_json=json)
             return
-        results = checking.run_checks(checks, rest.session())
-    except (*_USER_ERRORS, rest.CloudError) as exc:
+        results = checking.run_checks(checks)
+    except (*_USER_ERRORS, CloudError) as exc:
         raise _fail(exc) from None
     print(checking.render_table(results))
     if not checking.passed(results):

@@ -2,12 +2,11 @@
 
 The image is built from the project root after ``pip wheel . --wheel-dir build/wheels``, with
 ``components/Dockerfile``, on Cloud Build (default) or with the local Docker engine. The plan is
-data (``plan_build``): ``rest.execute(steps, dry_run=True)`` shows it, ``rest.execute(steps)``
+data (``plan_build``): ``execute(steps, dry_run=True)`` shows it, ``execute(steps)``
 runs it and ``record_build`` writes ``build/images/<env>.json``, which ``read_image`` reads.
 
-Two requests ``rest.send`` cannot make (a raw media upload, and polling a long-running operation
-until done) and the digest read, whose answer must name the image, run as ``Action`` steps: local
-work that shows the exact request or command it makes.
+The context goes to Cloud Storage as a raw media upload; the build's long-running operation is
+polled by a repeating step until it is done.
 """
 
 from __future__ import annotations
@@ -17,21 +16,28 @@ import gzip
 import json
 import os
 import re
-import shlex
 import shutil
 import sys
 import tarfile
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
 from vertexkit.project.config import ProjectConfig
-from vertexkit.steps import http as rest
+from vertexkit.steps import (
+    CloudError,
+    CommandStep,
+    HttpStep,
+    Responses,
+    Step,
+    endpoint,
+    placeholder,
+    substitute,
+)
 
 DOCKERFILE = "components/Dockerfile"
 WHEELS_DIR = "build/wheels"
@@ -50,20 +56,8 @@ _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
-class BuildError(rest.CloudError):
+class BuildError(CloudError):
     """The image cannot be built, or no build was recorded; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Action(rest.LocalStep):
-    """Work run in this process; its dry run shows the request or command it makes."""
-
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        # HTTP actions carry a body key like every HTTP step (None: raw file or no body).
-        http = {"body": None} if "method" in self.details else {}
-        return {"step": self.step, **http, **self.details}
 
 
 def image_name(config: ProjectConfig, package: str, commit: str) -> str:
@@ -93,7 +87,7 @@ def plan_build(
     service_account: str | None = None,
     poll_seconds: float = POLL_SECONDS,
     max_polls: int = MAX_POLLS,
-) -> list[rest.Step]:
+) -> list[Step]:
     """The steps that build and push the base image, tagged with ``git_commit``.
 
     ``package`` defaults to the one package in ``components/``; ``service_account`` (an email)
@@ -102,27 +96,27 @@ def plan_build(
     root = str(Path(project_dir).resolve())
     image = image_name(config, package or package_name(root), git_commit)
     own = (sys.executable, "-m", "vertexkit.gcp.build")
-    steps: list[rest.Step] = [
-        rest.CommandStep(CLEAN, (*own, "clean", root), cwd=root),
-        rest.CommandStep(
+    steps: list[Step] = [
+        CommandStep(CLEAN, (*own, "clean", root), cwd=root),
+        CommandStep(
             WHEELS, (sys.executable, "-m", "pip", "wheel", ".", "--wheel-dir", WHEELS_DIR), root
         ),
     ]
     if local_docker:  # BuildKit (needed by RUN --mount) is the default builder since Docker 23.
         return [
             *steps,
-            rest.CommandStep(
+            CommandStep(
                 DOCKER_BUILD, ("docker", "build", "-f", DOCKERFILE, "-t", image, "."), root
             ),
-            rest.CommandStep(DOCKER_PUSH, ("docker", "push", image), root),
+            CommandStep(DOCKER_PUSH, ("docker", "push", image), root),
             _digest_step(image, root),
         ]
     gcp, bucket = config.gcp, config.names.bucket
-    storage = rest.endpoint("storage", gcp.region, config.endpoints)
-    cloudbuild = rest.endpoint("cloudbuild", gcp.region, config.endpoints)
+    storage = endpoint("storage", gcp.region, config.endpoints)
+    cloudbuild = endpoint("cloudbuild", gcp.region, config.endpoints)
     context, obj = str(Path(root) / CONTEXT_FILE), f"builds/{git_commit}/context.tar.gz"
-    generation = rest.placeholder(UPLOAD, "generation")
-    operation = rest.placeholder(START, "operation name")
+    generation = placeholder(UPLOAD, "generation")
+    operation = placeholder(START, "operation name")
     body: dict[str, Any] = {
         "source": {"storageSource": {"bucket": bucket, "object": obj, "generation": generation}},
         "steps": [
@@ -139,84 +133,58 @@ def plan_build(
     if service_account:
         body["serviceAccount"] = f"projects/{gcp.project_id}/serviceAccounts/{service_account}"
 
-    def fill_generation(step: rest.HttpStep, responses: rest.Responses) -> rest.HttpStep:
+    def fill_generation(step: HttpStep, responses: Responses) -> HttpStep:
         value = str(responses[UPLOAD]["generation"])
-        return rest.with_body(step, rest.substitute(step.body, {generation: value}))
+        return step.with_body(substitute(step.body, {generation: value}))
 
     url = f"{storage}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={quote(obj, safe='')}"
     wait = f"{cloudbuild}/v1/{operation}"
     return [
         *steps,
-        rest.CommandStep(PACK, (*own, "pack", root, context), cwd=root),
-        Action(
-            UPLOAD,
-            f"POST {url}\n  raw upload of {context} ({OCTET_STREAM})",
-            lambda _: _upload(url, context),
-            {"method": "POST", "url": url, "upload": context, "content_type": OCTET_STREAM},
-        ),
-        rest.HttpStep(
+        CommandStep(PACK, (*own, "pack", root, context), cwd=root),
+        HttpStep(UPLOAD, "POST", url, upload=context, content_type=OCTET_STREAM),
+        HttpStep(
             START,
             "POST",
             f"{cloudbuild}/v1/projects/{gcp.project_id}/locations/{gcp.region}/builds",
             body,
             resolve=fill_generation,
         ),
-        Action(
+        HttpStep(
             WAIT,
-            f"GET {wait}\n  repeated until the build is done",
-            lambda responses: _wait(
-                wait.replace(operation, responses[START]["name"]), poll_seconds, max_polls
+            "GET",
+            wait,
+            repeat="until done",
+            repeat_until=lambda answer: bool((answer or {}).get("done")),
+            poll_seconds=poll_seconds,
+            max_polls=max(max_polls, 1),
+            resolve=lambda step, responses: replace(
+                step, url=wait.replace(operation, responses[START]["name"]), resolve=None
             ),
-            {"method": "GET", "url": wait, "repeat": "until done"},
+            extract=lambda operation: _finished(operation, max_polls),
         ),
     ]
 
 
-def _digest_step(image: str, root: str) -> Action:
+def _digest_step(image: str, root: str) -> CommandStep:
     """``docker inspect`` the pushed image; the answer names the image and its digest."""
-    command = rest.CommandStep(
-        DIGEST, ("docker", "inspect", "--format", "{{index .RepoDigests 0}}", image), root
-    )
-
-    def read(_: rest.Responses) -> dict[str, str]:
-        return {"image": image, "reference": rest.run_command(command).strip()}
-
-    return Action(
+    return CommandStep(
         DIGEST,
-        f"(in {root}) $ {shlex.join(command.command)}",
-        read,
-        {"command": list(command.command), "cwd": root},
+        ("docker", "inspect", "--format", "{{index .RepoDigests 0}}", image),
+        root,
+        extract=lambda output: {"image": image, "reference": output.strip()},
     )
 
 
-def _upload(url: str, path: str) -> Any:
-    """POST the file as the raw body: the GCS JSON API's ``uploadType=media``."""
-    # Bytes, not a file object: AuthorizedSession resends the body after refreshing a token.
-    data = Path(path).read_bytes()
-    response = rest.session().post(url, data=data, headers={"Content-Type": OCTET_STREAM})
-    if response.status_code != 200:
-        raise rest.CloudError(
-            f"{UPLOAD}: POST {url} answered {response.status_code}: {response.text[:500]}",
-            status=response.status_code,
-        )
-    return response.json()
-
-
-def _wait(url: str, poll_seconds: float, max_polls: int) -> dict[str, Any]:
-    """Poll the build's operation until done; fail naming the build and its logs."""
-    step, http = rest.HttpStep(WAIT, "GET", url), rest.session()
-    operation: dict[str, Any] = {}
-    for attempt in range(max(max_polls, 1)):
-        operation = rest.send(step, http)
-        if operation.get("done"):
-            return _succeeded(operation)
-        if attempt < max_polls - 1:
-            time.sleep(poll_seconds)
+def _finished(operation: dict[str, Any], polls: int) -> dict[str, Any]:
+    """The finished build's operation; fail naming the build and its logs."""
     build = operation.get("metadata", {}).get("build", {})
-    raise BuildError(
-        f"Cloud Build build {build.get('id', '?')} still running after {max_polls} checks; "
-        f"follow it at {build.get('logUrl', 'the Cloud Build console')}"
-    )
+    if not operation.get("done"):
+        raise BuildError(
+            f"Cloud Build build {build.get('id', '?')} still running after {polls} checks; "
+            f"follow it at {build.get('logUrl', 'the Cloud Build console')}"
+        )
+    return _succeeded(operation)
 
 
 def _succeeded(operation: dict[str, Any]) -> dict[str, Any]:
@@ -235,7 +203,7 @@ def _succeeded(operation: dict[str, Any]) -> dict[str, Any]:
     return operation
 
 
-def record_build(project_dir: str | Path, env: str, responses: rest.Responses) -> str:
+def record_build(project_dir: str | Path, env: str, responses: Responses) -> str:
     """Write ``build/images/<env>.json`` from the applied steps; return ``repo@sha256:...``."""
     if WAIT in responses:
         backend = "cloudbuild"

@@ -21,8 +21,8 @@ then the champion is read again and, if the new version wins, ``mergeVersionAlia
 concurrent trainings compare against the same champion from the upload's duration to one
 request. The first upload creates the model (``modelId``); Vertex AI makes version 1 default.
 
-Plain ``requests`` with google-auth (``rest.session()``), no aiplatform SDK: it runs in a
-component container on Vertex AI, and tests point ``VERTEXKIT_ENDPOINT_AIPLATFORM`` at a fake.
+Plain ``requests`` with google-auth (:class:`vertexkit.steps.Sender`), no aiplatform SDK: it runs
+in a component container on Vertex AI, and tests point ``VERTEXKIT_ENDPOINT_AIPLATFORM`` at a fake.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from vertexkit.local.registry import (
     check_registration,
     describe_registration,
 )
-from vertexkit.steps import http as rest
+from vertexkit.steps import CloudError, HttpStep, Sender, endpoint
 
 POLL_SECONDS = 5.0
 UPLOAD_TIMEOUT_SECONDS = 3600.0
@@ -83,14 +83,14 @@ class VertexModelRegistry:
         model_name: str,
         *,
         serving_image: str = "",
-        http: Any = None,
+        sender: Sender | None = None,
     ) -> None:
         """``serving_image`` (the container that serves the model) is needed to register only."""
         if not isinstance(model_name, str) or not _NAME_RE.fullmatch(model_name):
             raise ValueError(f"invalid model name {model_name!r}: must be {_NAME_RULE}")
         self.project, self.region, self.model_name = project, region, model_name
         self.serving_image = serving_image
-        self._http = http
+        self._sender = sender
         self._location = f"projects/{project}/locations/{region}"
         self._model = f"{self._location}/models/{model_name}"
 
@@ -211,7 +211,7 @@ class VertexModelRegistry:
         deadline, delay = time.monotonic() + UPLOAD_TIMEOUT_SECONDS, 0.0
         while not operation.get("done"):
             if time.monotonic() > deadline:
-                raise rest.CloudError(
+                raise CloudError(
                     f"model upload {operation['name']} did not finish within "
                     f"{UPLOAD_TIMEOUT_SECONDS:.0f} s; see it with GET /v1/{operation['name']}"
                 )
@@ -220,7 +220,7 @@ class VertexModelRegistry:
             operation = self._send("wait for the upload", "GET", operation["name"])
         if "error" in operation:
             error = operation["error"]
-            raise rest.CloudError(
+            raise CloudError(
                 f"model upload {operation['name']} failed: {error.get('message') or error}"
             )
         return operation["response"]
@@ -228,9 +228,9 @@ class VertexModelRegistry:
     def _send(
         self, step: str, method: str, name: str, body: Any = None, ok: tuple[int, ...] = (200,)
     ) -> Any:
-        url = f"{rest.endpoint('aiplatform', self.region)}/v1/{name}"
-        self._http = self._http or rest.session()
-        return rest.send(rest.HttpStep(step, method, url, body, ok_statuses=ok), self._http)
+        url = f"{endpoint('aiplatform', self.region)}/v1/{name}"
+        self._sender = self._sender or Sender()
+        return self._sender.send(HttpStep(step, method, url, body, ok_statuses=ok))
 
     def _version(self, model: dict[str, Any]) -> VertexModelVersion:
         uri = model.get("artifactUri", "")

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from vertexkit.gcp import secrets
+from vertexkit.project import naming
 from vertexkit.project.config import ProjectConfig
-from vertexkit.steps import http as rest
+from vertexkit.steps import CloudError, CredentialsError, HttpStep, Sender, endpoint
 
 Status = Literal["OK", "MISSING", "DENIED", "ERROR"]
 
@@ -60,7 +61,7 @@ class Check:
     """One read-only request, how to read its 200 answer, and what fixes a problem."""
 
     name: str
-    request: rest.HttpStep
+    request: HttpStep
     fix: str  # when the resource is missing (404) or wrong
     interpret: Callable[[Any], Verdict]
     denied_fix: str = ""  # when the check itself is denied (403)
@@ -107,13 +108,13 @@ def _granted(requested: Sequence[str], scope: str) -> Callable[[Any], Verdict]:
 
 
 def _read(name: str, url: str, fix: str, interpret: Callable[[Any], Verdict], reader: str) -> Check:
-    step = rest.HttpStep(f"check {name}", "GET", url)
+    step = HttpStep(f"check {name}", "GET", url)
     return Check(name, step, fix, interpret, f"request {reader}")
 
 
 def _test(scope: str, url: str, permissions: Sequence[str], fix: str, reader: str) -> Check:
     body = {"permissions": list(permissions)}
-    step = rest.HttpStep(f"check permissions on {scope}", "POST", url, body)
+    step = HttpStep(f"check permissions on {scope}", "POST", url, body)
     interpret = _granted(permissions, scope)
     return Check(f"permissions on {scope}", step, fix, interpret, f"request {reader}")
 
@@ -137,7 +138,7 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
     make_account = f"gcloud iam service-accounts create {account.split('@')[0]} --project {project}"
 
     def url(service: str, path: str) -> str:
-        return rest.endpoint(service, region, config.endpoints) + path
+        return endpoint(service, region, config.endpoints) + path
 
     # Roles that let the caller read each resource, for checks that were denied.
     usage_viewer = f"roles/serviceusage.serviceUsageViewer on project {project}"
@@ -194,57 +195,46 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
     # Cloud Storage tests bucket permissions with a GET and query parameters.
     create, scope = "storage.objects.create", f"bucket {bucket}"
     test_url = f"{bucket_url}/iam/testPermissions?permissions={create}"
-    step = rest.HttpStep(f"check permissions on {scope}", "GET", test_url)
+    step = HttpStep(f"check permissions on {scope}", "GET", test_url)
     interpret = _granted([create], scope)
     denied = f"request {bucket_reader}"
     checks.append(Check(f"permissions on {scope}", step, make_bucket, interpret, denied))
     # Secrets: each exists and has an enabled latest version (the pipeline service account,
     # not the deployer, reads them at run time).
-    checks += secrets.plan_access_checks(config, config.secrets)
+    checks += plan_access_checks(config, config.secrets)
     return checks
 
 
-def steps(checks: Sequence[Check]) -> list[rest.HttpStep]:
-    """The requests of ``checks``, for ``rest.execute(..., dry_run=True)``."""
+def steps(checks: Sequence[Check]) -> list[HttpStep]:
+    """The requests of ``checks``, for ``vertexkit.steps.execute(..., dry_run=True)``."""
     return [check.request for check in checks]
 
 
-def run_checks(checks: Sequence[Check], http: Any) -> list[Result]:
+def run_checks(checks: Sequence[Check], sender: Sender | None = None) -> list[Result]:
     """Send every check's request and classify its answer; never stops at a failed check."""
-    return [_run(check, http) for check in checks]
+    sender = sender or Sender()
+    return [_run(check, sender) for check in checks]
 
 
-def _run(check: Check, http: Any) -> Result:
-    step = check.request
+def _run(check: Check, sender: Sender) -> Result:
     try:
-        response = http.request(step.method, step.url, json=step.body)
-    except OSError as exc:  # requests' connection errors are OSErrors
-        return Result(check.name, "ERROR", f"no answer: {exc}")
-    status = response.status_code
-    if status == 404:
-        return Result(check.name, "MISSING", "not found", check.fix)
-    if status == 403:
-        detail = f"cannot check: permission denied: {_message(response)}"
-        return Result(check.name, "DENIED", detail, check.denied_fix)
-    if status != 200:
-        return Result(check.name, "ERROR", f"HTTP {status}: {_message(response)}")
-    try:
-        answer = response.json() if response.content else None
-    except ValueError:
-        answer = response.text
+        answer = sender.send(check.request)
+    except CredentialsError:
+        raise  # no check can run without credentials: say so once
+    except CloudError as exc:
+        if exc.status is None:
+            return Result(check.name, "ERROR", f"no answer: {exc.detail or exc}")
+        if exc.status == 404:
+            return Result(check.name, "MISSING", "not found", check.fix)
+        if exc.status == 403:
+            detail = f"cannot check: permission denied: {exc.detail[:300]}"
+            return Result(check.name, "DENIED", detail, check.denied_fix)
+        return Result(check.name, "ERROR", f"HTTP {exc.status}: {exc.detail[:300]}")
     if not isinstance(answer, dict | None):
-        return Result(check.name, "ERROR", f"unexpected answer: {response.text[:200]}")
+        return Result(check.name, "ERROR", f"unexpected answer: {str(answer)[:200]}")
     verdict = check.interpret(answer)
     fix = "" if verdict.status == "OK" else (verdict.fix or check.fix)
     return Result(check.name, verdict.status, verdict.detail, fix)
-
-
-def _message(response: Any) -> str:
-    try:
-        error = response.json().get("error", {})
-        return str(error.get("message") or error)[:300]
-    except (ValueError, AttributeError):
-        return response.text[:300]
 
 
 def passed(results: Sequence[Result]) -> bool:
@@ -269,3 +259,68 @@ def render_table(results: Sequence[Result]) -> str:
         else f"precheck failed: {problems} of {len(results)} checks need attention"
     )
     return "\n".join([*lines, "", summary])
+
+
+def plan_access_checks(config: ProjectConfig, names: Sequence[str] | None = None) -> list[Check]:
+    """Precheck checks for each secret: it exists and its latest version is enabled.
+
+    ``names`` defaults to the config's ``secrets``. The deploy runs as the deployer, not as the
+    pipeline service account that reads the secrets at run time, so the checks read metadata
+    only (``roles/secretmanager.viewer`` suffices) and say which role the pipeline service
+    account needs on each secret.
+    """
+    if names is None:
+        names = getattr(config, "secrets", ())
+    project, region = config.gcp.project_id, config.gcp.region
+    account = config.names.pipeline_service_account
+    checks: list[Check] = []
+    for name in dict.fromkeys(names):
+        naming.check_secret_name(name)
+        url = secrets.secret_url(name, project, endpoints=config.endpoints, region=region)
+        grant = (
+            f"gcloud secrets add-iam-policy-binding {name} --project {project} "
+            f"--member serviceAccount:{account} --role {secrets.ACCESSOR_ROLE}"
+        )
+        add = (
+            f"printf '%s' \"${name}\" | gcloud secrets versions add {name} "
+            f"--project {project} --data-file=-"
+        )
+        needs = f"pipeline service account needs {secrets.ACCESSOR_ROLE} on it (not checked)"
+        denied = f"request {secrets.VIEWER_ROLE} on secret {name} (metadata only, not the value)"
+
+        def exists(answer: Any, needs: str = needs) -> Verdict:
+            return Verdict("OK", needs)
+
+        def enabled(answer: Any, name: str = name, add: str = add) -> Verdict:
+            state = (answer or {}).get("state", "unknown")
+            if state == "ENABLED":
+                return Verdict("OK")
+            fix = f"add a version: {add}"
+            if state == "DISABLED":
+                version = str((answer or {}).get("name", "")).rsplit("/", 1)[-1] or "VERSION"
+                fix = (
+                    f"gcloud secrets versions enable {version} --secret {name} --project "
+                    f"{project}, or {fix}"
+                )
+            return Verdict("MISSING", f"latest version is {state}", fix)
+
+        checks.append(
+            Check(
+                f"secret {name}",
+                HttpStep(f"check secret {name}", "GET", url),
+                f"gcloud secrets create {name} --project {project} "
+                f"--replication-policy automatic; then {add}; then {grant}",
+                exists,
+                denied,
+            )
+        )
+        checks.append(
+            Check(
+                f"latest version of secret {name}",
+                HttpStep(f"check latest version of secret {name}", "GET", f"{url}/versions/latest"),
+                f"add a version: {add}; then {grant}",
+                enabled,
+                denied,
+            )
+        )
+    return checks

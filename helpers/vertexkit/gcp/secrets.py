@@ -29,24 +29,12 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import re
-import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 from vertexkit.project import naming
-from vertexkit.steps import http as rest
+from vertexkit.steps import CloudError, HttpStep, Sender, endpoint
 
-if TYPE_CHECKING:  # precheck imports config, which imports this module: import it lazily
-    from vertexkit.gcp.precheck import Check
-    from vertexkit.project.config import ProjectConfig
-
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-NAME_MAX = 255  # Secret Manager's limit on secret ids
-RESERVED_PREFIXES = ("VERTEXKIT_", "GOOGLE_", "CLOUD_ML_", "AIP_", "KFP_", "PYTHON")
-RESERVED_NAMES = frozenset(
-    {"HOME", "HOSTNAME", "LANG", "PATH", "PWD", "SHELL", "TERM", "TMPDIR", "USER"}
-)
 PROJECT_VARIABLES = ("GOOGLE_CLOUD_PROJECT", "CLOUD_ML_PROJECT_ID")
 ACCESSOR_ROLE = "roles/secretmanager.secretAccessor"
 VIEWER_ROLE = "roles/secretmanager.viewer"
@@ -56,39 +44,13 @@ RETRY_DELAYS: tuple[float, ...] = (1.0, 3.0)
 TIMEOUT_SECONDS = 30
 
 
-class SecretError(rest.CloudError):
+class SecretError(CloudError):
     """A secret could not be read; the message says why and what to do, never the value."""
-
-
-def secret_name_problem(name: object) -> str | None:
-    """Why ``name`` cannot name a secret (without repeating it), or None when it can."""
-    if not isinstance(name, str):
-        return f"a secret name is text, got {type(name).__name__} (quote it in YAML)"
-    if not NAME_RE.match(name) or len(name) > NAME_MAX:
-        return (
-            f"a secret name is 1 to {NAME_MAX} ASCII letters, digits and underscores, not "
-            "starting with a digit (both an environment variable and a Secret Manager id)"
-        )
-    upper = name.upper()
-    if upper in RESERVED_NAMES or upper.startswith(RESERVED_PREFIXES):
-        return (
-            "that environment variable belongs to the system, Python, Google or vertexkit "
-            f"(reserved: {', '.join(sorted(RESERVED_NAMES))} and names starting with "
-            f"{', '.join(RESERVED_PREFIXES)}): choose another name"
-        )
-    return None
-
-
-def check_secret_name(name: str) -> str:
-    """Return ``name`` if it is a valid secret name; raise ValueError naming it and the rule."""
-    if problem := secret_name_problem(name):
-        raise ValueError(f"invalid secret name {name!r}: {problem}")
-    return name
 
 
 def secret_id(name: str) -> str:
     """The Secret Manager id of the secret ``name``: the name itself."""
-    return check_secret_name(name)
+    return naming.check_secret_name(name)
 
 
 def secret_url(
@@ -101,7 +63,7 @@ def secret_url(
     environ: Mapping[str, str] | None = None,
 ) -> str:
     """URL of the secret resource ``name`` in ``project``, plus ``suffix``."""
-    base = rest.endpoint("secretmanager", region, endpoints, environ)
+    base = endpoint("secretmanager", region, endpoints, environ)
     return f"{base}/v1/projects/{project}/secrets/{secret_id(name)}{suffix}"
 
 
@@ -133,50 +95,40 @@ def get_secret(
     *,
     project: str | None = None,
     environ: Mapping[str, str] | None = None,
-    http: Any = None,
+    sender: Sender | None = None,
 ) -> str:
     """The value of the secret ``name``: its environment variable, else Secret Manager.
 
-    ``environ`` defaults to ``os.environ``; ``http`` to an authorised session
-    (:func:`vertexkit.steps.http.session`), created only when Secret Manager is needed.
+    ``environ`` defaults to ``os.environ``; ``sender`` to a new
+    :class:`vertexkit.steps.Sender`, which finds credentials only when Secret Manager is needed.
     Raises ValueError for an invalid name or project, SecretError when the secret cannot be read.
     """
     environ = os.environ if environ is None else environ
-    check_secret_name(name)
+    naming.check_secret_name(name)
     if value := environ.get(name):
         return value
     project = resolve_project(name, project, environ)
     url = secret_url(name, project, suffix="/versions/latest:access", environ=environ)
-    answer = _access(name, project, url, http or rest.session())
+    step = HttpStep(
+        f"read secret {name}",
+        "GET",
+        url,
+        timeout=TIMEOUT_SECONDS,
+        secret_answer=True,  # never quote the body: it may hold the value
+        retry_statuses=RETRY_STATUSES,
+        retry_delays=RETRY_DELAYS,
+    )
+    try:
+        answer = (sender or Sender()).send(step)
+    except CloudError as exc:
+        if exc.status is None and exc.detail:
+            raise SecretError(
+                f"cannot read secret {name}: no answer from Secret Manager at {url}: {exc.detail}"
+            ) from None
+        if exc.status is None or exc.status == 200:
+            raise SecretError(f"cannot read secret {name}: {exc}", exc.status) from None
+        raise SecretError(_explain(name, project, exc.status, exc.detail), exc.status) from None
     return _decode(name, project, answer)
-
-
-def _access(name: str, project: str, url: str, http: Any) -> Any:
-    """Send the access request, retrying transient failures; return the JSON answer."""
-    for delay in (*RETRY_DELAYS, None):
-        try:
-            response = http.request("GET", url, timeout=TIMEOUT_SECONDS)
-        except OSError as exc:  # requests' connection errors and timeouts are OSErrors
-            if delay is None:
-                raise SecretError(
-                    f"cannot read secret {name}: no answer from Secret Manager at {url}: {exc}"
-                ) from None
-            time.sleep(delay)
-            continue
-        status = response.status_code
-        if status == 200:
-            try:
-                return response.json()
-            except ValueError:
-                # Never quote the body: it may hold the value.
-                raise SecretError(
-                    f"cannot read secret {name}: Secret Manager's answer is not JSON", status
-                ) from None
-        if status in RETRY_STATUSES and delay is not None:
-            time.sleep(delay)
-            continue
-        raise SecretError(_explain(name, project, status, _error_text(response)), status)
-    raise AssertionError("unreachable")  # the last pass always returns or raises
 
 
 def _explain(name: str, project: str, status: int, said: str) -> str:
@@ -209,15 +161,6 @@ def _explain(name: str, project: str, status: int, said: str) -> str:
             f"Secret Manager said: {said}"
         )
     return f"reading secret {name} in project {project} failed: HTTP {status}: {said}"
-
-
-def _error_text(response: Any) -> str:
-    """Secret Manager's error message (error answers never hold a secret value)."""
-    try:
-        error = response.json().get("error", {})
-        return str(error.get("message") or error)[:300]
-    except (ValueError, AttributeError):
-        return str(response.text)[:300]
 
 
 def _decode(name: str, project: str, answer: Any) -> str:
@@ -259,72 +202,3 @@ def _crc32c_matches(raw: bytes, expected: Any) -> bool:
         return google_crc32c.value(raw) == int(expected)
     except (TypeError, ValueError):
         return False
-
-
-def plan_access_checks(config: ProjectConfig, names: Sequence[str] | None = None) -> list[Check]:
-    """Precheck checks for each secret: it exists and its latest version is enabled.
-
-    ``names`` defaults to the config's ``secrets``. The deploy runs as the deployer, not as the
-    pipeline service account that reads the secrets at run time, so the checks read metadata
-    only (``roles/secretmanager.viewer`` suffices) and say which role the pipeline service
-    account needs on each secret.
-    """
-    from vertexkit.gcp.precheck import Check, Verdict
-
-    if names is None:
-        names = getattr(config, "secrets", ())
-    project, region = config.gcp.project_id, config.gcp.region
-    account = config.names.pipeline_service_account
-    checks: list[Check] = []
-    for name in dict.fromkeys(names):
-        check_secret_name(name)
-        url = secret_url(name, project, endpoints=config.endpoints, region=region)
-        grant = (
-            f"gcloud secrets add-iam-policy-binding {name} --project {project} "
-            f"--member serviceAccount:{account} --role {ACCESSOR_ROLE}"
-        )
-        add = (
-            f"printf '%s' \"${name}\" | gcloud secrets versions add {name} "
-            f"--project {project} --data-file=-"
-        )
-        needs = f"pipeline service account needs {ACCESSOR_ROLE} on it (not checked)"
-        denied = f"request {VIEWER_ROLE} on secret {name} (metadata only, not the value)"
-
-        def exists(answer: Any, needs: str = needs) -> Verdict:
-            return Verdict("OK", needs)
-
-        def enabled(answer: Any, name: str = name, add: str = add) -> Verdict:
-            state = (answer or {}).get("state", "unknown")
-            if state == "ENABLED":
-                return Verdict("OK")
-            fix = f"add a version: {add}"
-            if state == "DISABLED":
-                version = str((answer or {}).get("name", "")).rsplit("/", 1)[-1] or "VERSION"
-                fix = (
-                    f"gcloud secrets versions enable {version} --secret {name} --project "
-                    f"{project}, or {fix}"
-                )
-            return Verdict("MISSING", f"latest version is {state}", fix)
-
-        checks.append(
-            Check(
-                f"secret {name}",
-                rest.HttpStep(f"check secret {name}", "GET", url),
-                f"gcloud secrets create {name} --project {project} "
-                f"--replication-policy automatic; then {add}; then {grant}",
-                exists,
-                denied,
-            )
-        )
-        checks.append(
-            Check(
-                f"latest version of secret {name}",
-                rest.HttpStep(
-                    f"check latest version of secret {name}", "GET", f"{url}/versions/latest"
-                ),
-                f"add a version: {add}; then {grant}",
-                enabled,
-                denied,
-            )
-        )
-    return checks

@@ -26,168 +26,22 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import difflib
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictInt,
-    ValidationInfo,
-    field_validator,
-)
+from vertexkit.project.settings import ComponentResources, component_name, kfp_name
 
 if TYPE_CHECKING:  # kfp is imported where components are handled: config imports this module
     from kfp.dsl.base_component import BaseComponent
-
-# Vertex AI's AcceleratorType enum (google.cloud.aiplatform.v1.AcceleratorType), without
-# ACCELERATOR_TYPE_UNSPECIFIED and NVIDIA_TESLA_K80 (end of support). Which ones a region and a
-# machine type offer is Vertex AI's to say: see
-# https://cloud.google.com/vertex-ai/docs/training/configure-compute
-ACCELERATOR_TYPES = (
-    "NVIDIA_TESLA_P100",
-    "NVIDIA_TESLA_V100",
-    "NVIDIA_TESLA_P4",
-    "NVIDIA_TESLA_T4",
-    "NVIDIA_TESLA_A100",
-    "NVIDIA_A100_80GB",
-    "NVIDIA_L4",
-    "NVIDIA_H100_80GB",
-    "NVIDIA_H100_MEGA_80GB",
-    "NVIDIA_H200_141GB",
-    "NVIDIA_B200",
-    "NVIDIA_GB200",
-    "NVIDIA_RTX_PRO_6000",
-    "TPU_V2",
-    "TPU_V3",
-    "TPU_V4_POD",
-    "TPU_V5_LITEPOD",
-)
 
 # Resolved by Vertex AI at run time to the PipelineJob's service account (the same value as
 # google_cloud_pipeline_components._placeholders.SERVICE_ACCOUNT_PLACEHOLDER).
 PIPELINE_SERVICE_ACCOUNT = "{{$.pipeline_service_account}}"
 
-MACHINE_TYPE_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-COMPONENT_NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-
 
 class ResourcesError(ValueError):
     """A sized component or the ``components`` configuration cannot be used."""
-
-
-def kfp_name(name: str) -> str:
-    """The name kfp gives a component made from a function called ``name`` (train_model ->
-    train-model); the same rule as ``kfp.dsl.utils.maybe_rename_for_k8s``."""
-    return re.sub("-+", "-", re.sub("[^-0-9a-z]+", "-", name.lower())).strip("-")
-
-
-def _component_name(value: str) -> str:
-    if not COMPONENT_NAME_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a component name as kfp writes it: use {kfp_name(value)!r} "
-            "(the component function's name, with '-' for '_')"
-        )
-    return value
-
-
-# Keys of the ``components`` mapping of the config.
-ComponentName = Annotated[str, AfterValidator(_component_name)]
-
-
-def _closest_accelerator(value: str) -> str | None:
-    """The accelerator type ``value`` most likely meant: the one name holding all its parts
-    (NVIDIA_T4 -> NVIDIA_TESLA_T4), else the closest spelling."""
-    parts = set(re.split(r"[^A-Z0-9]+", value.upper())) - {""}
-    holding = [name for name in ACCELERATOR_TYPES if parts <= set(name.split("_"))]
-    if len(holding) == 1:
-        return holding[0]
-    close = difflib.get_close_matches(value.upper(), ACCELERATOR_TYPES, n=1)
-    return close[0] if close else None
-
-
-class ComponentResources(BaseModel):
-    """The machines one component runs on when it runs as a Vertex AI custom training job."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    machine_type: str = Field(
-        default="n1-standard-4",
-        description="Compute Engine machine type, e.g. n1-highmem-8, g2-standard-8, a2-highgpu-1g.",
-    )
-    accelerator_type: str | None = Field(
-        default=None, description="Vertex AI accelerator type, e.g. NVIDIA_TESLA_T4, NVIDIA_L4."
-    )
-    accelerator_count: StrictInt = Field(
-        default=0,
-        ge=0,
-        validate_default=True,
-        description="Accelerators per replica: at least 1 with accelerator_type, else 0.",
-    )
-    replica_count: StrictInt = Field(
-        default=1,
-        ge=1,
-        description="Machines in the job: one chief, the others in a second, identical pool.",
-    )
-    boot_disk_size_gb: StrictInt | None = Field(
-        default=None, ge=1, description="Boot disk of each replica (Vertex AI's default: 100)."
-    )
-
-    @field_validator("machine_type")
-    @classmethod
-    def _machine_type(cls, value: str) -> str:
-        if not MACHINE_TYPE_RE.match(value):
-            raise ValueError(
-                f"{value!r} is not a machine type: lowercase letters, digits and hyphens, "
-                "e.g. n1-standard-4"
-            )
-        return value
-
-    @field_validator("accelerator_type")
-    @classmethod
-    def _accelerator_type(cls, value: str | None) -> str | None:
-        if value is not None and value not in ACCELERATOR_TYPES:
-            close = _closest_accelerator(value)
-            hint = f"; did you mean {close!r}?" if close else ""
-            raise ValueError(
-                f"{value!r} is not a Vertex AI accelerator type{hint} "
-                f"(valid: {', '.join(ACCELERATOR_TYPES)})"
-            )
-        return value
-
-    @field_validator("accelerator_count")
-    @classmethod
-    def _accelerator_count(cls, value: int, info: ValidationInfo) -> int:
-        if "accelerator_type" not in info.data:
-            return value  # accelerator_type itself is invalid and reported
-        accelerator = info.data["accelerator_type"]
-        if accelerator and value < 1:
-            raise ValueError(
-                f"accelerator_type {accelerator} needs accelerator_count of at least 1"
-            )
-        if not accelerator and value > 0:
-            raise ValueError(
-                f"accelerator_count {value} needs an accelerator_type "
-                "(e.g. NVIDIA_TESLA_T4); without accelerators leave it 0"
-            )
-        return value
-
-    def wrapper_arguments(self) -> dict[str, Any]:
-        """Keyword arguments of gcpc's ``create_custom_training_job_from_component``."""
-        arguments: dict[str, Any] = {
-            "machine_type": self.machine_type,
-            "replica_count": self.replica_count,
-        }
-        if self.accelerator_type:
-            arguments["accelerator_type"] = self.accelerator_type
-            arguments["accelerator_count"] = self.accelerator_count
-        if self.boot_disk_size_gb is not None:
-            arguments["boot_disk_size_gb"] = self.boot_disk_size_gb
-        return arguments
 
 
 @dataclass
@@ -223,7 +77,7 @@ def active(
     checked = {}
     for name, spec in resources.items():
         try:
-            _component_name(name)
+            component_name(name)
         except ValueError as exc:
             raise ResourcesError(f"components.{name}: {exc}") from None
         if not isinstance(spec, ComponentResources):

@@ -19,11 +19,9 @@ called at run time: its constructor calls ``/apis/v2beta1/healthz`` (retrying fi
 five-second sleeps), reads and may write ``~/.config/kfp/context.json``, falls back to kube
 config, in-cluster or Google credentials on its own, and offers no dry run.
 
-Steps are :class:`KfpRequest` objects: ``rest.LocalStep`` subclasses that ``rest.execute`` runs
-as it runs any step, and that show (``--dry-run``) and serialise (``--json``) as the exact
-request. They are not ``rest.HttpStep`` because ``rest.send`` signs requests with Google
-credentials, which must never reach a third-party host, and names the multipart field
-``content``, where KFP expects ``uploadfile``.
+Steps are ordinary :class:`vertexkit.steps.HttpStep` requests with a bearer token (or no
+authorisation), never Google credentials, which must not reach a third-party host; the
+multipart field is ``uploadfile``, as KFP expects.
 
 Authentication: ``kfp.token_env`` names an environment variable that holds a bearer token, sent
 as ``Authorization: Bearer ...`` (what ``kfp.Client(existing_token=...)`` sends). The config
@@ -34,21 +32,31 @@ host, as ``VERTEXKIT_ENDPOINT_<SERVICE>`` does for Google services.
 from __future__ import annotations
 
 import json
-import mimetypes
 import os
 import re
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit
+from urllib.parse import quote, quote_plus, urlencode
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from vertexkit.steps import http as rest
+from vertexkit.orchestrators.base import Orchestrator, Run, RunState
+from vertexkit.project.config import ProjectConfig
+from vertexkit.project.release import Release
+from vertexkit.project.settings import KfpSettings, host_problem
+from vertexkit.steps import (
+    CloudError,
+    Found,
+    HttpStep,
+    Responses,
+    Sender,
+    Step,
+    placeholder,
+    substitute,
+)
 
 API = "/apis/v2beta1"
 UPLOAD_FIELD = "uploadfile"
@@ -59,99 +67,8 @@ TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 EQUALS = 1
 IS_SUBSTRING = 9
 
-HOST_RE = re.compile(
-    r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?"
-    r"(/[^\s?#]*)?$"
-)
-ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_HOST_EXAMPLE = "e.g. https://kfp.example.com, or http://localhost:8080 for a port-forward"
 
-
-def host_problem(value: str) -> str | None:
-    """Why ``value`` is not a KFP API host URL, or None. Mirrors copier.yml's ``kfp_host``."""
-    if not isinstance(value, str) or not value:
-        return f"a KFP host is an http(s) URL, {_HOST_EXAMPLE}"
-    authority = value.split("://", 1)[-1].split("/", 1)[0]
-    if "@" in authority:
-        return (
-            "the URL must not hold credentials: put a bearer token in an environment variable "
-            "and name that variable in kfp.token_env"
-        )
-    match = HOST_RE.match(value)
-    if not match:
-        return f"{value!r} is not an http(s) URL without query or fragment ({_HOST_EXAMPLE})"
-    if match.group(3) and not 0 < int(match.group(3)[1:]) < 65536:
-        return f"{value!r}: port {match.group(3)[1:]} is out of range"
-    return None
-
-
-def check_host(value: str) -> str:
-    if problem := host_problem(value):
-        raise ValueError(problem)
-    return value.rstrip("/")
-
-
-class KfpSettings(BaseModel):
-    """``kfp:`` in the project config: where the Kubeflow Pipelines API is and how to reach it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    host: str = Field(
-        description="Base URL of the KFP API (what kfp.Client(host=...) takes), "
-        "e.g. https://kfp.example.com, https://kubeflow.example.com/pipeline or "
-        "http://localhost:8080 for a port-forward of svc/ml-pipeline-ui."
-    )
-    namespace: str | None = Field(
-        default=None,
-        description="Kubernetes namespace of pipelines, experiments and runs on a multi-user "
-        "cluster (a Kubeflow profile); leave unset on a single-user KFP.",
-    )
-    token_env: str | None = Field(
-        default=None,
-        description="Name of the environment variable that holds a bearer token for the host "
-        "(never the token itself); unset sends no Authorization header.",
-    )
-    experiment: str | None = Field(
-        default=None,
-        description="Experiment that runs are filed under (default: <name>-<environment>).",
-    )
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str) -> str:
-        return check_host(value)
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str | None) -> str | None:
-        if value is not None and not NAMESPACE_RE.match(value):
-            raise ValueError(
-                f"{value!r} is not a Kubernetes namespace: at most 63 lowercase letters, digits "
-                "and hyphens, starting and ending with a letter or digit"
-            )
-        return value
-
-    @field_validator("token_env")
-    @classmethod
-    def _token_env(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_VAR_RE.match(value):
-            raise ValueError(
-                f"{value!r} is not an environment variable name (letters, digits and "
-                "underscores, not starting with a digit): token_env names the variable that "
-                "holds the token, e.g. KFP_TOKEN; never put the token itself in the config"
-            )
-        return value
-
-    @field_validator("experiment")
-    @classmethod
-    def _experiment(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or "\n" in value or len(value) > 128):
-            raise ValueError("an experiment name is one non-empty line of at most 128 characters")
-        return value
-
-
-class KfpError(rest.CloudError):
+class KfpError(CloudError):
     """The KFP host refused a request or answered something unexpected."""
 
 
@@ -203,71 +120,33 @@ def run_url(settings: KfpSettings, run_id: str) -> str:
 # Requests as steps
 
 
-@dataclass(frozen=True)
-class Found:
-    """A conditional step's answer when an earlier lookup found the resource: nothing is sent."""
-
-    answer: Any
-
-
-@dataclass(frozen=True)
-class KfpRequest(rest.LocalStep):
-    """One request to the KFP API: shown as-is by dry runs, sent by :func:`send`.
-
-    ``resolve`` fills placeholders from earlier answers (or returns :class:`Found` to skip the
-    request); ``extract`` turns the answer into what later steps read (e.g. the one pipeline a
-    lookup found, or None). ``when`` says, in dry runs, when a conditional request is sent.
-    """
-
-    description: str = field(default="", compare=False, repr=False)
-    action: Callable[[rest.Responses], Any] = field(init=False, compare=False, repr=False)
-    method: str = "GET"
-    url: str = ""
-    body: Any = None
-    upload: str | None = None
-    token_env: str | None = None
-    when: str | None = None
-    resolve: Callable[[KfpRequest, rest.Responses], KfpRequest | Found] | None = field(
-        default=None, compare=False, repr=False
+def _request(settings: KfpSettings, step: str, *, url: str, **options: Any) -> HttpStep:
+    """A request to the KFP API: the settings' bearer token (or none), no redirects, JSON."""
+    auth = "bearer" if settings.token_env else "none"
+    return HttpStep(
+        step,
+        options.pop("method", "GET"),
+        url,
+        auth=auth,
+        token_env=settings.token_env,
+        auth_hint=_auth_hint(settings.token_env),
+        upload_field=UPLOAD_FIELD,
+        expect_json=True,
+        follow_redirects=False,
+        **options,
     )
-    extract: Callable[[Any], Any] | None = field(default=None, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "action", self._apply)
 
-    def _apply(self, responses: rest.Responses) -> Any:
-        request: KfpRequest | Found = self
-        if self.resolve:
-            request = self.resolve(self, responses)
-        if isinstance(request, Found):
-            return request.answer
-        answer = send(request, session(request.token_env))
-        return self.extract(answer) if self.extract else answer
-
-    def to_json(self) -> dict[str, Any]:
-        data = rest.request_json(self.step, self.method, self.url, self.body, self.upload)
-        if self.upload:
-            data["upload_field"] = UPLOAD_FIELD
-        if self.when:
-            data["when"] = self.when
-        if self.token_env:
-            data["authorization"] = f"Bearer ${self.token_env}"
-        return data
-
-    def show(self) -> str:
-        lines = [f"{self.method} {self.url}"]
-        query = urlsplit(self.url).query
-        if "%" in query:  # encoded values (filters): show them decoded too
-            lines += [f"  ?{key}={value}" for key, value in parse_qsl(query)]
-        if self.when:
-            lines.append(f"  {self.when}")
-        if self.token_env:
-            lines.append(f"  authorization: Bearer ${self.token_env}")
-        if self.upload:
-            lines.append(f"  multipart upload of {self.upload} as {UPLOAD_FIELD!r}")
-        if self.body is not None:
-            lines += ["  " + line for line in json.dumps(self.body, indent=2).splitlines()]
-        return "\n".join(lines)
+def _auth_hint(token_env: str | None) -> str:
+    if token_env:
+        return (
+            f"(the bearer token in {token_env} was refused: is it valid, unexpired and for this "
+            "host? On a multi-user cluster, is kfp.namespace a profile you can use?)"
+        )
+    return (
+        "(the host wants credentials: name the environment variable that holds a bearer token "
+        "in kfp.token_env)"
+    )
 
 
 def _quote(
@@ -302,7 +181,7 @@ def _one(kind: str, name: str, items_key: str) -> Callable[[Any], Any]:
     return pick
 
 
-def _required(responses: rest.Responses, step: str, key: str) -> str:
+def _required(responses: Responses, step: str, key: str) -> str:
     answer = responses.get(step)
     if not isinstance(answer, dict) or not answer.get(key):
         raise KfpError(f"no {key} in the answer of step {step!r}: {answer!r}")
@@ -313,17 +192,17 @@ def _required(responses: rest.Responses, step: str, key: str) -> str:
 # Plans
 
 
-def plan_find_pipeline(settings: KfpSettings, pipeline: str, full_name: str) -> KfpRequest:
+def plan_find_pipeline(settings: KfpSettings, pipeline: str, full_name: str) -> HttpStep:
     """Look a pipeline up by name (what kfp.Client.get_pipeline_id sends, plus the namespace)."""
     url = _url(
         api_base(settings),
         "/pipelines",
         {"filter": _filter("display_name", full_name), "namespace": settings.namespace},
     )
-    return KfpRequest(
+    return _request(
+        settings,
         f"find pipeline {pipeline}",
         url=url,
-        token_env=settings.token_env,
         extract=_one("pipeline", full_name, "pipelines"),
     )
 
@@ -337,7 +216,7 @@ def plan_publish(
     environment: str,
     description: str | None = None,
     compiled_earlier: bool = True,
-) -> list[rest.Step]:
+) -> list[Step]:
     """Per compiled template (pipeline name -> YAML path): find the KFP pipeline, upload it if
     it is missing, then upload the template as version ``version``.
 
@@ -350,76 +229,76 @@ def plan_publish(
         if compiled_earlier and not Path(path).is_file():
             raise ValueError(f"no compiled template for {name!r} at {path}: compile it first")
     base = api_base(settings)
-    steps: list[rest.Step] = []
+    steps: list[Step] = []
     for name, path in templates.items():
         full = pipeline_name(project, name, environment)
         find = plan_find_pipeline(settings, name, full)
         ensure_step = f"ensure pipeline {name}"
 
         def upload_if_missing(
-            step: KfpRequest, responses: rest.Responses, find_step: str = find.step
-        ) -> KfpRequest | Found:
+            step: HttpStep, responses: Responses, find_step: str = find.step
+        ) -> HttpStep | Found:
             found = responses.get(find_step)
             return Found(found) if found else replace(step, resolve=None)
 
-        ensure = KfpRequest(
+        ensure = _request(
+            settings,
             ensure_step,
             method="POST",
             url=_url(base, "/pipelines/upload", {"name": full, "namespace": settings.namespace}),
             upload=str(path),
-            token_env=settings.token_env,
             when=f"only if {find.step!r} finds none; creates {full!r} with a first version",
             resolve=upload_if_missing,
         )
-        marker = rest.placeholder(ensure_step, "pipeline_id")
+        marker = placeholder(ensure_step, "pipeline_id")
         query = {"name": version, "pipelineid": marker, "description": description}
 
         def with_pipeline_id(
-            step: KfpRequest,
-            responses: rest.Responses,
+            step: HttpStep,
+            responses: Responses,
             source: str = ensure_step,
             query: dict[str, Any] = query,
-        ) -> KfpRequest:
+        ) -> HttpStep:
             pipeline_id = _required(responses, source, "pipeline_id")
             url = _url(base, "/pipelines/upload_version", {**query, "pipelineid": pipeline_id})
             return replace(step, url=url, resolve=None)
 
-        upload = KfpRequest(
+        upload = _request(
+            settings,
             f"upload version {name}",
             method="POST",
             url=_url(base, "/pipelines/upload_version", query),
             upload=str(path),
-            token_env=settings.token_env,
             resolve=with_pipeline_id,
         )
         steps += [find, ensure, upload]
     return steps
 
 
-def plan_experiment(settings: KfpSettings, experiment: str) -> list[rest.Step]:
+def plan_experiment(settings: KfpSettings, experiment: str) -> list[Step]:
     """Find the experiment by name, create it if missing (as kfp.Client.create_experiment)."""
     base = api_base(settings)
     query = {"filter": _filter("display_name", experiment), "namespace": settings.namespace}
-    find = KfpRequest(
+    find = _request(
+        settings,
         "find experiment",
         url=_url(base, "/experiments", query),
-        token_env=settings.token_env,
         extract=_one("experiment", experiment, "experiments"),
     )
     body: dict[str, Any] = {"display_name": experiment}
     if settings.namespace:
         body["namespace"] = settings.namespace
 
-    def create_if_missing(step: KfpRequest, responses: rest.Responses) -> KfpRequest | Found:
+    def create_if_missing(step: HttpStep, responses: Responses) -> HttpStep | Found:
         found = responses.get(find.step)
         return Found(found) if found else replace(step, resolve=None)
 
-    ensure = KfpRequest(
+    ensure = _request(
+        settings,
         "ensure experiment",
         method="POST",
         url=_url(base, "/experiments"),
         body=body,
-        token_env=settings.token_env,
         when="only if 'find experiment' finds none",
         resolve=create_if_missing,
     )
@@ -428,7 +307,7 @@ def plan_experiment(settings: KfpSettings, experiment: str) -> list[rest.Step]:
 
 def plan_version_lookup(
     settings: KfpSettings, pipeline: str, commit: str, *, project: str, environment: str
-) -> list[rest.Step]:
+) -> list[Step]:
     """Find the newest version of ``pipeline`` published from ``commit`` (runs without publish)."""
     full = pipeline_name(project, pipeline, environment)
     find = plan_find_pipeline(settings, pipeline, full)
@@ -438,10 +317,10 @@ def plan_version_lookup(
         "sort_by": "created_at desc",
         "filter": _filter("display_name", f"{commit}-", IS_SUBSTRING),
     }
-    marker = rest.placeholder(find.step, "pipeline_id")
+    marker = placeholder(find.step, "pipeline_id")
     advice = f"publish it first: invoke publish --env {environment}"
 
-    def in_pipeline(step: KfpRequest, responses: rest.Responses) -> KfpRequest:
+    def in_pipeline(step: HttpStep, responses: Responses) -> HttpStep:
         found = responses.get(find.step)
         if not found:
             raise KfpError(f"no pipeline {full!r} on {base}: {advice}")
@@ -457,10 +336,10 @@ def plan_version_lookup(
             )
         return versions[0]
 
-    lookup = KfpRequest(
+    lookup = _request(
+        settings,
         f"find version {pipeline}",
         url=_url(base, f"/pipelines/{marker}/versions", query),
-        token_env=settings.token_env,
         resolve=in_pipeline,
         extract=newest,
     )
@@ -475,7 +354,7 @@ def plan_run(
     parameters: Mapping[str, Any],
     version_step: str | None = None,
     experiment_step: str = "ensure experiment",
-) -> KfpRequest:
+) -> HttpStep:
     """The request that creates one run of a pipeline version (as kfp.Client.run_pipeline).
 
     The experiment and the version come from earlier steps: ``experiment_step`` answers an
@@ -483,40 +362,40 @@ def plan_run(
     """
     version_step = version_step or f"upload version {pipeline}"
     body = {
-        "experiment_id": rest.placeholder(experiment_step, "experiment_id"),
+        "experiment_id": placeholder(experiment_step, "experiment_id"),
         "display_name": display_name,
         "pipeline_version_reference": {
-            "pipeline_id": rest.placeholder(version_step, "pipeline_id"),
-            "pipeline_version_id": rest.placeholder(version_step, "pipeline_version_id"),
+            "pipeline_id": placeholder(version_step, "pipeline_id"),
+            "pipeline_version_id": placeholder(version_step, "pipeline_version_id"),
         },
         "runtime_config": {"parameters": dict(parameters)},
     }
 
-    def with_ids(step: KfpRequest, responses: rest.Responses) -> KfpRequest:
+    def with_ids(step: HttpStep, responses: Responses) -> HttpStep:
         values = {
-            rest.placeholder(experiment_step, "experiment_id"): _required(
+            placeholder(experiment_step, "experiment_id"): _required(
                 responses, experiment_step, "experiment_id"
             ),
-            rest.placeholder(version_step, "pipeline_id"): _required(
+            placeholder(version_step, "pipeline_id"): _required(
                 responses, version_step, "pipeline_id"
             ),
-            rest.placeholder(version_step, "pipeline_version_id"): _required(
+            placeholder(version_step, "pipeline_version_id"): _required(
                 responses, version_step, "pipeline_version_id"
             ),
         }
         resolved = dict(step.body)
         resolved["experiment_id"] = values[body["experiment_id"]]
-        resolved["pipeline_version_reference"] = rest.substitute(
+        resolved["pipeline_version_reference"] = substitute(
             step.body["pipeline_version_reference"], values
         )
         return replace(step, body=resolved, resolve=None)
 
-    return KfpRequest(
+    return _request(
+        settings,
         f"create run {pipeline}",
         method="POST",
         url=_url(api_base(settings), "/runs"),
         body=body,
-        token_env=settings.token_env,
         resolve=with_ids,
     )
 
@@ -530,7 +409,7 @@ def plan_submit(
     parameters: Mapping[str, Any],
     commit: str | None = None,
     now: datetime | None = None,
-) -> list[rest.Step]:
+) -> list[Step]:
     """Experiment, then a run. With ``commit`` the run uses the newest version published from
     that commit (``invoke run --env``); without, the version uploaded earlier in the same plan
     (``invoke deploy``)."""
@@ -555,7 +434,7 @@ def plan_submit(
     return steps
 
 
-def submitted_run(responses: rest.Responses) -> dict[str, Any] | None:
+def submitted_run(responses: Responses) -> dict[str, Any] | None:
     """The run a plan created (the answer of its ``create run`` step), or None."""
     for step, answer in responses.items():
         if step.startswith("create run ") and isinstance(answer, dict) and answer.get("run_id"):
@@ -563,28 +442,28 @@ def submitted_run(responses: rest.Responses) -> dict[str, Any] | None:
     return None
 
 
-def plan_status(settings: KfpSettings, experiment: str, limit: int = 10) -> list[rest.Step]:
+def plan_status(settings: KfpSettings, experiment: str, limit: int = 10) -> list[Step]:
     """The newest runs of the environment's experiment."""
     find, _ = plan_experiment(settings, experiment)
     base = api_base(settings)
     query = {
         "namespace": settings.namespace,
-        "experiment_id": rest.placeholder(find.step, "experiment_id"),
+        "experiment_id": placeholder(find.step, "experiment_id"),
         "page_size": limit,
         "sort_by": "created_at desc",
     }
 
-    def in_experiment(step: KfpRequest, responses: rest.Responses) -> KfpRequest | Found:
+    def in_experiment(step: HttpStep, responses: Responses) -> HttpStep | Found:
         found = responses.get(find.step)
         if not found:
             return Found({"runs": []})
         url = _url(base, "/runs", {**query, "experiment_id": found["experiment_id"]})
         return replace(step, url=url, resolve=None)
 
-    runs = KfpRequest(
+    runs = _request(
+        settings,
         "list runs",
         url=_url(base, "/runs", query),
-        token_env=settings.token_env,
         resolve=in_experiment,
     )
     return [find, runs]
@@ -612,9 +491,9 @@ def render_status(
     return "\n".join(lines)
 
 
-def plan_read_run(settings: KfpSettings, run_id: str) -> KfpRequest:
+def plan_read_run(settings: KfpSettings, run_id: str) -> HttpStep:
     url = _url(api_base(settings), f"/runs/{quote(run_id, safe='')}")
-    return KfpRequest("read run", url=url, token_env=settings.token_env)
+    return _request(settings, "read run", url=url)
 
 
 def _tasks(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -644,7 +523,7 @@ def render_logs(settings: KfpSettings, run: Mapping[str, Any]) -> str:
 def wait(
     settings: KfpSettings,
     run_id: str,
-    http: Any = None,
+    sender: Sender | None = None,
     *,
     out: TextIO | None = None,
     poll_seconds: float = 20.0,
@@ -653,11 +532,11 @@ def wait(
     """Follow a run's task states until the run ends; return the final run."""
     out = out or sys.stdout
     request = replace(plan_read_run(settings, run_id), step="follow run")
-    http = http or session(settings.token_env)
+    sender = sender or Sender()
     seen: dict[str, str] = {}
     deadline = time.monotonic() + timeout_seconds
     while True:
-        run = send(request, http) or {}
+        run = sender.send(request) or {}
         for task in _tasks(run):
             name, state = task.get("display_name", "?"), _state(task)
             if seen.get(name) != state:
@@ -671,92 +550,121 @@ def wait(
         time.sleep(poll_seconds)
 
 
-# ---------------------------------------------------------------------------------------------
-# Sending
+# KFP v2beta1 RuntimeState, normalised.
+RUN_STATES: dict[str, RunState] = {
+    "PENDING": "pending",
+    "RUNNING": "running",
+    "PAUSED": "running",
+    "CANCELING": "running",
+    "SUCCEEDED": "succeeded",
+    "SKIPPED": "succeeded",
+    "FAILED": "failed",
+    "CANCELED": "cancelled",
+}
 
 
-def session(token_env: str | None, environ: Mapping[str, str] | None = None) -> Any:
-    """A requests session for the KFP host: a bearer token from ``token_env`` if named.
+class KubeflowPipelines(Orchestrator):
+    """A Kubeflow Pipelines cluster, through its v2beta1 REST API (the config's ``kfp:``)."""
 
-    Never Google credentials: those are for Google endpoints only.
-    """
-    import requests
+    name = "kfp"
+    title = "Kubeflow Pipelines"
+    supports_schedules = False
 
-    http = requests.Session()
-    if token_env:
-        environ = os.environ if environ is None else environ
-        token = environ.get(token_env, "").strip()
-        if not token:
-            raise KfpError(
-                f"environment variable {token_env} (kfp.token_env) is not set: export a bearer "
-                "token for the KFP host in it, e.g. `export "
-                f"{token_env}=$(kubectl create token SERVICE_ACCOUNT -n NAMESPACE "
-                "--audience=pipelines.kubeflow.org)`, or `$(gcloud auth print-identity-token)` "
-                "behind IAP"
+    def __init__(self, config: ProjectConfig, *, now: Callable[[], datetime] | None = None) -> None:
+        super().__init__(config)
+        if config.kfp is None:
+            raise ValueError(
+                f"orchestrator kfp needs a kfp: section (host, ...) in config/base.yaml or "
+                f"config/{config.environment}.yaml"
             )
-        http.headers["Authorization"] = f"Bearer {token}"
-    return http
+        self.settings: KfpSettings = config.kfp
+        self._now = now or (lambda: datetime.now(timezone.utc))
 
+    @property
+    def experiment(self) -> str:
+        return experiment_name(self.settings, self.config.name, self.config.environment)
 
-def send(request: KfpRequest, http: Any) -> Any:
-    """Send one request; return its JSON answer (None when empty)."""
-    if request.upload:
-        path = Path(request.upload)
-        if not path.is_file():
-            raise KfpError(f"{request.step}: {path} not found: compile it first")
-        mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        with path.open("rb") as handle:
-            files = {UPLOAD_FIELD: (path.name, handle, mimetype)}
-            response = http.request(
-                request.method, request.url, files=files, allow_redirects=False, timeout=300
-            )
-    else:
-        extra = {} if request.body is None else {"json": request.body}
-        response = http.request(
-            request.method, request.url, allow_redirects=False, timeout=120, **extra
+    def plan_publish(
+        self, templates: Mapping[str, Path], release: Release, *, compiled_earlier: bool = True
+    ) -> list[Step]:
+        return plan_publish(
+            self.settings,
+            templates,
+            version_name(release.commit, self._now()),
+            project=self.config.name,
+            environment=self.config.environment,
+            description=f"commit {release.commit} (tags: {', '.join(release.tags)})",
+            compiled_earlier=compiled_earlier,
         )
-    status = response.status_code
-    if status != 200:
-        raise KfpError(
-            f"{request.step}: {request.method} {request.url} answered {status}: "
-            f"{_error_text(response)}{_auth_hint(request, status)}",
-            status=status,
+
+    def published(self, responses: Responses) -> list[str]:
+        lines = []
+        for step, answer in responses.items():
+            if step.startswith("upload version ") and isinstance(answer, dict):
+                lines.append(
+                    f"published {step.removeprefix('upload version ')} as version "
+                    f"{answer.get('display_name', '?')} ({answer.get('pipeline_version_id', '?')})"
+                    f" on {api_base(self.settings)}"
+                )
+        return lines
+
+    def plan_submit(
+        self,
+        pipeline: str,
+        parameters: Mapping[str, Any],
+        release: Release,
+        *,
+        template_name: str,
+        published_in_plan: bool = False,
+    ) -> list[Step]:
+        return plan_submit(
+            self.settings,
+            pipeline,
+            project=self.config.name,
+            environment=self.config.environment,
+            parameters=parameters,
+            commit=None if published_in_plan else release.commit,
+            now=self._now(),
         )
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        raise KfpError(
-            f"{request.step}: {request.url} answered with something other than JSON "
-            f"(a login page?): {response.text[:200]!r}{_auth_hint(request, 401)}"
-        ) from None
 
+    def submitted(self, responses: Responses) -> Run | None:
+        answer = submitted_run(responses)
+        return self._run(answer) if answer else None
 
-def _auth_hint(request: KfpRequest, status: int) -> str:
-    if status not in (301, 302, 303, 307, 308, 401, 403):
-        return ""
-    if request.token_env:
-        return (
-            f" (the bearer token in {request.token_env} was refused: is it valid, unexpired and "
-            "for this host? On a multi-user cluster, is kfp.namespace a profile you can use?)"
+    def follow(
+        self, run_id: str, *, sender: Sender | None = None, out: TextIO | None = None
+    ) -> Run:
+        return self._run(wait(self.settings, run_id, sender, out=out))
+
+    def plan_list_runs(self, limit: int = 10) -> list[Step]:
+        return plan_status(self.settings, self.experiment, limit)
+
+    def runs(self, responses: Responses) -> list[Run]:
+        return [self._run(run) for run in (responses.get("list runs") or {}).get("runs") or []]
+
+    def render_runs(self, responses: Responses) -> str:
+        return render_status(self.settings, responses.get("list runs"), self.experiment)
+
+    def plan_read_run(self, run_id: str) -> list[Step]:
+        return [plan_read_run(self.settings, run_id)]
+
+    def run(self, responses: Responses) -> Run:
+        return self._run(responses["read run"])
+
+    def render_run(self, responses: Responses) -> str:
+        return render_logs(self.settings, responses["read run"])
+
+    def run_url(self, run_id: str) -> str:
+        return run_url(self.settings, run_id)
+
+    def _run(self, run: Mapping[str, Any]) -> Run:
+        run_id = str(run.get("run_id", "?"))
+        state = str(run.get("state", "")).upper()
+        return Run(
+            run_id=run_id,
+            state=RUN_STATES.get(state, "unknown"),
+            backend_state=state,
+            display_name=str(run.get("display_name", "")),
+            created=str(run.get("created_at", "")),
+            url=run_url(self.settings, run_id),
         )
-    return (
-        " (the host wants credentials: name the environment variable that holds a bearer token "
-        "in kfp.token_env)"
-    )
-
-
-def _error_text(response: Any) -> str:
-    """KFP's error message: grpc-gateway's ``message``, the upload server's ``error_message``."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:500]
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict):
-            error = error.get("message") or error
-        text = data.get("message") or data.get("error_message") or error or data
-        return str(text)[:500]
-    return str(data)[:500]

@@ -1,4 +1,10 @@
-"""Vertex AI Pipelines requests: pipeline jobs, schedules, status; built here, sent by rest."""
+"""Vertex AI Pipelines as the orchestrator (``orchestrator: vertex``).
+
+Templates are published to the environment's Artifact Registry KFP repository
+(:mod:`vertexkit.orchestrators.vertex_templates`); runs are PipelineJobs that run as the pipeline
+service account, labelled with the environment and the commit, and filed in the environment's
+Vertex AI Experiment; schedules are Vertex AI schedules found again by display name.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,16 @@ import sys
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
 import vertexkit
+from vertexkit.orchestrators import vertex_templates
+from vertexkit.orchestrators.base import Orchestrator, Run, RunState
 from vertexkit.project.config import ProjectConfig
-from vertexkit.steps import http as rest
+from vertexkit.project.release import Release
+from vertexkit.steps import CloudError, HttpStep, Responses, Sender, Step, endpoint, placeholder
 
 TERMINAL_STATES = {
     "PIPELINE_STATE_SUCCEEDED",
@@ -42,7 +52,7 @@ def parent(config: ProjectConfig) -> str:
 
 def api(config: ProjectConfig) -> str:
     """Base URL of the Vertex AI v1 API for the environment's project and region."""
-    base = rest.endpoint("aiplatform", config.gcp.region, config.endpoints)
+    base = endpoint("aiplatform", config.gcp.region, config.endpoints)
     return f"{base}/v1/{parent(config)}"
 
 
@@ -91,7 +101,7 @@ def plan_run(
     parameter_values: Mapping[str, Any],
     git_commit: str,
     now: datetime | None = None,
-) -> rest.HttpStep:
+) -> HttpStep:
     """The request that submits one run of ``pipeline_name``."""
     run_id = job_id(pipeline_name, now or datetime.now(timezone.utc))
     body = pipeline_job(
@@ -102,7 +112,7 @@ def plan_run(
         git_commit=git_commit,
     )
     url = f"{api(config)}/pipelineJobs?pipelineJobId={run_id}"
-    return rest.HttpStep(f"submit {pipeline_name}", "POST", url, body)
+    return HttpStep(f"submit {pipeline_name}", "POST", url, body)
 
 
 def console_url(config: ProjectConfig, run_id: str) -> str:
@@ -115,7 +125,7 @@ def console_url(config: ProjectConfig, run_id: str) -> str:
 def wait(
     config: ProjectConfig,
     job_name: str,
-    http: Any,
+    sender: Sender | None = None,
     *,
     out: TextIO | None = None,
     poll_seconds: float = 20.0,
@@ -123,12 +133,13 @@ def wait(
 ) -> dict[str, Any]:
     """Follow a pipeline job's task states until it ends; return the final job."""
     out = out or sys.stdout
-    base = rest.endpoint("aiplatform", config.gcp.region, config.endpoints)
-    step = rest.HttpStep("follow run", "GET", f"{base}/v1/{job_name}")
+    base = endpoint("aiplatform", config.gcp.region, config.endpoints)
+    step = HttpStep("follow run", "GET", f"{base}/v1/{job_name}")
+    sender = sender or Sender()
     seen: dict[str, str] = {}
     deadline = time.monotonic() + timeout_seconds
     while True:
-        job = rest.send(step, http)
+        job = sender.send(step)
         for task in job.get("jobDetail", {}).get("taskDetails", []):
             name, state = task.get("taskName", "?"), task.get("state", "?")
             if name != job.get("displayName") and seen.get(name) != state:
@@ -138,15 +149,15 @@ def wait(
         if job.get("state") in TERMINAL_STATES:
             return job
         if time.monotonic() > deadline:
-            raise rest.CloudError(f"gave up waiting for {job_name} after {timeout_seconds:.0f}s")
+            raise CloudError(f"gave up waiting for {job_name} after {timeout_seconds:.0f}s")
         time.sleep(poll_seconds)
 
 
-def plan_status(config: ProjectConfig, limit: int = 10) -> rest.HttpStep:
+def plan_status(config: ProjectConfig, limit: int = 10) -> HttpStep:
     """The environment's latest runs (those labelled with it when submitted)."""
     label = quote(f'labels.environment="{label_value(config.environment)}"')
     url = f"{api(config)}/pipelineJobs?filter={label}&orderBy=create_time%20desc&pageSize={limit}"
-    return rest.HttpStep("list runs", "GET", url)
+    return HttpStep("list runs", "GET", url)
 
 
 def render_status(config: ProjectConfig, answer: Mapping[str, Any] | None) -> str:
@@ -162,8 +173,8 @@ def render_status(config: ProjectConfig, answer: Mapping[str, Any] | None) -> st
     return "\n".join(lines)
 
 
-def plan_job(config: ProjectConfig, run_id: str) -> rest.HttpStep:
-    return rest.HttpStep("read run", "GET", f"{api(config)}/pipelineJobs/{run_id}")
+def plan_job(config: ProjectConfig, run_id: str) -> HttpStep:
+    return HttpStep("read run", "GET", f"{api(config)}/pipelineJobs/{run_id}")
 
 
 def render_logs(config: ProjectConfig, job: Mapping[str, Any]) -> str:
@@ -196,15 +207,15 @@ def schedule_name(config: ProjectConfig, pipeline_name: str) -> str:
     return f"{config.name}-{pipeline_name}-{config.environment}"
 
 
-def plan_schedule_lookup(config: ProjectConfig, pipeline_name: str) -> rest.HttpStep:
+def plan_schedule_lookup(config: ProjectConfig, pipeline_name: str) -> HttpStep:
     display = schedule_name(config, pipeline_name)
     url = f"{api(config)}/schedules?filter=display_name%3D%22{display}%22"
-    return rest.HttpStep("find schedule", "GET", url)
+    return HttpStep("find schedule", "GET", url)
 
 
 def plan_schedule_upsert(
     config: ProjectConfig, pipeline_name: str, cron: str, job: Mapping[str, Any]
-) -> rest.HttpStep:
+) -> HttpStep:
     """Create the schedule, or update it when the lookup step found one by name."""
     body = {
         "displayName": schedule_name(config, pipeline_name),
@@ -213,38 +224,38 @@ def plan_schedule_upsert(
         "createPipelineJobRequest": {"parent": parent(config), "pipelineJob": dict(job)},
     }
 
-    def create_or_update(step: rest.HttpStep, responses: rest.Responses) -> rest.HttpStep:
+    def create_or_update(step: HttpStep, responses: Responses) -> HttpStep:
         found = (responses.get("find schedule") or {}).get("schedules", [])
         if not found:
-            return rest.with_body(step, step.body)
-        base = rest.endpoint("aiplatform", config.gcp.region, config.endpoints)
+            return step.with_body(step.body)
+        base = endpoint("aiplatform", config.gcp.region, config.endpoints)
         url = f"{base}/v1/{found[0]['name']}?updateMask=cron,createPipelineJobRequest"
-        return rest.HttpStep("update schedule", "PATCH", url, body)
+        return HttpStep("update schedule", "PATCH", url, body)
 
-    return rest.HttpStep(
+    return HttpStep(
         "create schedule", "POST", f"{api(config)}/schedules", body, resolve=create_or_update
     )
 
 
-def plan_schedule_action(config: ProjectConfig, pipeline_name: str, action: str) -> rest.HttpStep:
+def plan_schedule_action(config: ProjectConfig, pipeline_name: str, action: str) -> HttpStep:
     """Pause, resume or delete the schedule the lookup step found."""
     if action not in {"pause", "resume", "delete"}:
         raise ValueError(f"unknown schedule action {action!r}: pause, resume or delete")
-    marker = rest.placeholder("find schedule", "schedule name")
-    base = rest.endpoint("aiplatform", config.gcp.region, config.endpoints)
+    marker = placeholder("find schedule", "schedule name")
+    base = endpoint("aiplatform", config.gcp.region, config.endpoints)
     method, suffix = ("DELETE", "") if action == "delete" else ("POST", f":{action}")
 
-    def named(step: rest.HttpStep, responses: rest.Responses) -> rest.HttpStep:
+    def named(step: HttpStep, responses: Responses) -> HttpStep:
         found = (responses.get("find schedule") or {}).get("schedules", [])
         if not found:
-            raise rest.CloudError(
+            raise CloudError(
                 f"no schedule named {schedule_name(config, pipeline_name)!r} in "
                 f"{parent(config)}: create it with `invoke schedule --env "
                 f"{config.environment} --pipeline {pipeline_name} --cron '...'`"
             )
-        return rest.HttpStep(step.step, method, f"{base}/v1/{found[0]['name']}{suffix}")
+        return HttpStep(step.step, method, f"{base}/v1/{found[0]['name']}{suffix}")
 
-    return rest.HttpStep(f"{action} schedule", method, f"{base}/v1/{marker}{suffix}", resolve=named)
+    return HttpStep(f"{action} schedule", method, f"{base}/v1/{marker}{suffix}", resolve=named)
 
 
 def experiment_name(config: ProjectConfig) -> str:
@@ -252,19 +263,19 @@ def experiment_name(config: ProjectConfig) -> str:
     return label_value(f"{config.name}-{config.environment}").replace("_", "-")[:128]
 
 
-def plan_experiment(config: ProjectConfig) -> list[rest.HttpStep]:
+def plan_experiment(config: ProjectConfig) -> list[HttpStep]:
     """Make sure the metadata store and the environment's experiment exist (409: they do)."""
     stores = f"{api(config)}/metadataStores"
     name = experiment_name(config)
     return [
-        rest.HttpStep(
+        HttpStep(
             "ensure metadata store",
             "POST",
             f"{stores}?metadataStoreId=default",
             {},
             ok_statuses=(200, 409),
         ),
-        rest.HttpStep(
+        HttpStep(
             "ensure experiment",
             "POST",
             f"{stores}/default/contexts?contextId={name}",
@@ -285,39 +296,174 @@ def plan_link_experiment(
     *,
     poll_seconds: float = 10.0,
     timeout_seconds: float = 900.0,
-) -> rest.HttpStep:
+) -> HttpStep:
     """Add the submitted run to the environment's experiment, as an experiment run.
 
     Vertex AI creates the run's metadata context once the run starts, so sending this step
     first waits (bounded) for ``jobDetail.pipelineRunContext`` to appear.
     """
-    marker = rest.placeholder(submit_step, "pipeline run context")
+    marker = placeholder(submit_step, "pipeline run context")
     context = f"{api(config)}/metadataStores/default/contexts/{experiment_name(config)}"
 
-    def with_run_context(step: rest.HttpStep, responses: rest.Responses) -> rest.HttpStep:
+    def with_run_context(step: HttpStep, responses: Responses) -> HttpStep:
         job_name = (responses.get(submit_step) or {}).get("name")
         if not job_name:
-            raise rest.CloudError(f"{step.step}: the submit step returned no run name")
-        base = rest.endpoint("aiplatform", config.gcp.region, config.endpoints)
-        read = rest.HttpStep("read run", "GET", f"{base}/v1/{job_name}")
-        http = rest.session()
+            raise CloudError(f"{step.step}: the submit step returned no run name")
+        base = endpoint("aiplatform", config.gcp.region, config.endpoints)
+        read = HttpStep("read run", "GET", f"{base}/v1/{job_name}")
+        sender = Sender()  # resolve callbacks get no sender: this one polls the run
         deadline = time.monotonic() + timeout_seconds
         while True:
-            job = rest.send(read, http)
+            job = sender.send(read)
             run_context = job.get("jobDetail", {}).get("pipelineRunContext", {}).get("name")
             if run_context:
-                return rest.with_body(step, {"childContexts": [run_context]})
+                return step.with_body({"childContexts": [run_context]})
             if job.get("state") in TERMINAL_STATES or time.monotonic() > deadline:
-                raise rest.CloudError(
+                raise CloudError(
                     f"{step.step}: run {job_name} has no metadata context "
                     f"(state {job.get('state', 'unknown')}); it is not in the experiment"
                 )
             time.sleep(poll_seconds)
 
-    return rest.HttpStep(
+    return HttpStep(
         "add run to experiment",
         "POST",
         f"{context}:addContextChildren",
         {"childContexts": [marker]},
         resolve=with_run_context,
     )
+
+
+# Vertex AI's PipelineState, normalised.
+RUN_STATES: dict[str, RunState] = {
+    "PIPELINE_STATE_QUEUED": "pending",
+    "PIPELINE_STATE_PENDING": "pending",
+    "PIPELINE_STATE_RUNNING": "running",
+    "PIPELINE_STATE_CANCELLING": "running",
+    "PIPELINE_STATE_PAUSED": "running",
+    "PIPELINE_STATE_SUCCEEDED": "succeeded",
+    "PIPELINE_STATE_FAILED": "failed",
+    "PIPELINE_STATE_CANCELLED": "cancelled",
+}
+
+
+class VertexPipelines(Orchestrator):
+    """Vertex AI Pipelines in the environment's project and region."""
+
+    name = "vertex"
+    title = "Vertex AI Pipelines"
+    supports_schedules = True
+
+    def plan_publish(
+        self, templates: Mapping[str, Path], release: Release, *, compiled_earlier: bool = True
+    ) -> list[Step]:
+        return list(
+            vertex_templates.plan_publish(
+                self.config, templates, release.tags, compiled_earlier=compiled_earlier
+            )
+        )
+
+    def published(self, responses: Responses) -> list[str]:
+        lines = []
+        for step, answer in responses.items():
+            if step.startswith("publish "):
+                package, version = vertex_templates.parse_upload_answer(answer)
+                uri = vertex_templates.template_uri(self.config, package, version)
+                lines.append(f"published {uri}")
+        return lines
+
+    def plan_submit(
+        self,
+        pipeline: str,
+        parameters: Mapping[str, Any],
+        release: Release,
+        *,
+        template_name: str,
+        published_in_plan: bool = False,
+    ) -> list[Step]:
+        # Published in the plan or before, the template carries the commit as its tag.
+        uri = vertex_templates.template_uri(self.config, template_name, release.commit)
+        submit = plan_run(
+            self.config,
+            pipeline,
+            template_uri=uri,
+            parameter_values=parameters,
+            git_commit=release.commit,
+        )
+        return [
+            *plan_experiment(self.config),
+            submit,
+            plan_link_experiment(self.config, submit.step),
+        ]
+
+    def submitted(self, responses: Responses) -> Run | None:
+        for answer in responses.values():
+            if isinstance(answer, dict) and "/pipelineJobs/" in str(answer.get("name", "")):
+                return self._run(answer)
+        return None
+
+    def follow(
+        self, run_id: str, *, sender: Sender | None = None, out: TextIO | None = None
+    ) -> Run:
+        job_name = f"{parent(self.config)}/pipelineJobs/{run_id}"
+        return self._run(wait(self.config, job_name, sender, out=out))
+
+    def plan_list_runs(self, limit: int = 10) -> list[Step]:
+        return [plan_status(self.config, limit)]
+
+    def runs(self, responses: Responses) -> list[Run]:
+        jobs = (responses.get("list runs") or {}).get("pipelineJobs") or []
+        return [self._run(job) for job in jobs]
+
+    def render_runs(self, responses: Responses) -> str:
+        return render_status(self.config, responses.get("list runs"))
+
+    def plan_read_run(self, run_id: str) -> list[Step]:
+        return [plan_job(self.config, run_id)]
+
+    def run(self, responses: Responses) -> Run:
+        return self._run(responses["read run"])
+
+    def render_run(self, responses: Responses) -> str:
+        return render_logs(self.config, responses["read run"])
+
+    def run_url(self, run_id: str) -> str:
+        return console_url(self.config, run_id)
+
+    def plan_schedule(
+        self,
+        pipeline: str,
+        action: str,
+        release: Release,
+        *,
+        template_name: str = "",
+        cron: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> list[Step]:
+        lookup = plan_schedule_lookup(self.config, pipeline)
+        if action != "create":
+            return [lookup, plan_schedule_action(self.config, pipeline, action)]
+        if not cron:
+            raise ValueError("--cron is required to create or update a schedule")
+        job = pipeline_job(
+            self.config,
+            display_name=pipeline,
+            template_uri=vertex_templates.template_uri(
+                self.config, template_name or pipeline, release.commit
+            ),
+            parameter_values=dict(parameters or {}),
+            git_commit=release.commit,
+        )
+        return [lookup, plan_schedule_upsert(self.config, pipeline, cron, job)]
+
+    def _run(self, job: Mapping[str, Any]) -> Run:
+        run_id = str(job.get("name", "?")).rsplit("/", 1)[-1]
+        state = str(job.get("state", ""))
+        return Run(
+            run_id=run_id,
+            state=RUN_STATES.get(state, "unknown"),
+            backend_state=state,
+            display_name=str(job.get("displayName", "")),
+            created=str(job.get("createTime", "")),
+            url=console_url(self.config, run_id),
+        )

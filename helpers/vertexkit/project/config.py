@@ -28,10 +28,9 @@ from pydantic import (
     field_validator,
 )
 
-from vertexkit.gcp.secrets import secret_name_problem
-from vertexkit.local.sizing import ComponentName, ComponentResources
-from vertexkit.orchestrators.kfp import KfpSettings
 from vertexkit.project import naming
+from vertexkit.project.naming import secret_name_problem
+from vertexkit.project.settings import ComponentName, ComponentResources, KfpSettings
 
 BASE_FILE = "base.yaml"
 ENV_PREFIX = "VERTEXKIT__"

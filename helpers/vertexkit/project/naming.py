@@ -96,3 +96,39 @@ def prefix_problem(prefix: str) -> str | None:
             f"{SERVICE_ACCOUNT_MAX} characters; use at most {MAX_PREFIX_LENGTH} characters"
         )
     return None
+
+
+# Secret names: one name for the environment variable, the config entry and the Secret
+# Manager secret id.
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+NAME_MAX = 255  # Secret Manager's limit on secret ids
+RESERVED_PREFIXES = ("VERTEXKIT_", "GOOGLE_", "CLOUD_ML_", "AIP_", "KFP_", "PYTHON")
+RESERVED_NAMES = frozenset(
+    {"HOME", "HOSTNAME", "LANG", "PATH", "PWD", "SHELL", "TERM", "TMPDIR", "USER"}
+)
+
+
+def secret_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a secret (without repeating it), or None when it can."""
+    if not isinstance(name, str):
+        return f"a secret name is text, got {type(name).__name__} (quote it in YAML)"
+    if not NAME_RE.match(name) or len(name) > NAME_MAX:
+        return (
+            f"a secret name is 1 to {NAME_MAX} ASCII letters, digits and underscores, not "
+            "starting with a digit (both an environment variable and a Secret Manager id)"
+        )
+    upper = name.upper()
+    if upper in RESERVED_NAMES or upper.startswith(RESERVED_PREFIXES):
+        return (
+            "that environment variable belongs to the system, Python, Google or vertexkit "
+            f"(reserved: {', '.join(sorted(RESERVED_NAMES))} and names starting with "
+            f"{', '.join(RESERVED_PREFIXES)}): choose another name"
+        )
+    return None
+
+
+def check_secret_name(name: str) -> str:
+    """Return ``name`` if it is a valid secret name; raise ValueError naming it and the rule."""
+    if problem := secret_name_problem(name):
+        raise ValueError(f"invalid secret name {name!r}: {problem}")
+    return name

@@ -1,0 +1,153 @@
+"""The orchestrator interface: what every backend that runs compiled pipelines offers.
+
+Two implementations: Vertex AI Pipelines (:mod:`vertexkit.orchestrators.vertex`) and any
+Kubeflow Pipelines cluster (:mod:`vertexkit.orchestrators.kfp`). Everything above this layer (the
+deploy plans, the invoke tasks, the submission service) calls this interface and never asks which
+backend it has. Plans are lists of steps (:mod:`vertexkit.steps`), so every operation has a dry
+run; reading answers back (``submitted``, ``runs``, ``run``) is pure.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TextIO
+
+from vertexkit.project.config import ProjectConfig
+from vertexkit.project.release import Release
+from vertexkit.steps import Responses, Sender, Step
+
+RunState = Literal["pending", "running", "succeeded", "failed", "cancelled", "unknown"]
+TERMINAL: frozenset[RunState] = frozenset({"succeeded", "failed", "cancelled"})
+SCHEDULE_ACTIONS = ("create", "pause", "resume", "delete")
+
+
+class ScheduleUnsupported(ValueError):
+    """The orchestrator has no schedules that vertexkit can manage."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One pipeline run, as every orchestrator reports it."""
+
+    run_id: str
+    state: RunState  # normalised; ``backend_state`` is the orchestrator's own word
+    backend_state: str
+    display_name: str = ""
+    created: str = ""  # ISO 8601, as the orchestrator gave it
+    url: str = ""  # where a person sees the run
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == "succeeded"
+
+
+class Orchestrator(ABC):
+    """Publish templates, submit runs, follow them, list and read them, and schedule them."""
+
+    name: ClassVar[str]  # the config's ``orchestrator`` value
+    title: ClassVar[str]  # for people: "Vertex AI Pipelines"
+    supports_schedules: ClassVar[bool] = False
+
+    def __init__(self, config: ProjectConfig) -> None:
+        self.config = config
+
+    # Publishing -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def plan_publish(
+        self,
+        templates: Mapping[str, Path],
+        release: Release,
+        *,
+        compiled_earlier: bool = True,
+    ) -> list[Step]:
+        """Upload compiled templates (pipeline name -> YAML path) as this release.
+
+        ``compiled_earlier=False`` is for plans that compile first: the files are then checked
+        when the upload is sent, not when it is planned.
+        """
+
+    def published(self, responses: Responses) -> list[str]:
+        """Lines that say where each template now is, from the answers of ``plan_publish``."""
+        return []
+
+    # Runs -------------------------------------------------------------------------------------
+
+    @abstractmethod
+    def plan_submit(
+        self,
+        pipeline: str,
+        parameters: Mapping[str, Any],
+        release: Release,
+        *,
+        template_name: str,
+        published_in_plan: bool = False,
+    ) -> list[Step]:
+        """Submit one run of ``pipeline`` (a file in ``pipelines/``) with typed ``parameters``.
+
+        The template is the one this release published: by an earlier step of the same plan
+        (``published_in_plan``) or before. ``template_name`` is the compiled pipeline's own name
+        (``pipelineInfo.name``).
+        """
+
+    @abstractmethod
+    def submitted(self, responses: Responses) -> Run | None:
+        """The run among the answers of a plan that submitted one, if any."""
+
+    @abstractmethod
+    def follow(
+        self, run_id: str, *, sender: Sender | None = None, out: TextIO | None = None
+    ) -> Run:
+        """Print the run's task states as they change until it ends; the final run."""
+
+    @abstractmethod
+    def plan_list_runs(self, limit: int = 10) -> list[Step]:
+        """The environment's newest runs."""
+
+    @abstractmethod
+    def runs(self, responses: Responses) -> list[Run]:
+        """The runs that ``plan_list_runs`` read."""
+
+    @abstractmethod
+    def render_runs(self, responses: Responses) -> str:
+        """The runs that ``plan_list_runs`` read, one line each, for people."""
+
+    @abstractmethod
+    def plan_read_run(self, run_id: str) -> list[Step]:
+        """One run with its tasks."""
+
+    @abstractmethod
+    def run(self, responses: Responses) -> Run:
+        """The run that ``plan_read_run`` read."""
+
+    @abstractmethod
+    def render_run(self, responses: Responses) -> str:
+        """The run that ``plan_read_run`` read, with its tasks, errors and where its logs are."""
+
+    @abstractmethod
+    def run_url(self, run_id: str) -> str:
+        """Where a person sees the run."""
+
+    # Schedules --------------------------------------------------------------------------------
+
+    def plan_schedule(
+        self,
+        pipeline: str,
+        action: str,
+        release: Release,
+        *,
+        template_name: str = "",
+        cron: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> list[Step]:
+        """Create or update (by name), pause, resume or delete a pipeline's schedule."""
+        raise ScheduleUnsupported(
+            f"vertexkit manages no schedules on {self.title}: create a recurring run in its UI"
+        )

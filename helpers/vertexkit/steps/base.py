@@ -1,0 +1,128 @@
+"""Cloud work as data: plan (pure), show (dry run), apply.
+
+Every cloud task builds a list of steps with the same code for the dry run and the real run:
+``--dry-run`` prints the steps, ``--dry-run --json`` prints them as a JSON array, and the real
+run applies exactly those steps, in order, through :func:`execute`. A step may depend on what an
+earlier step returned (an image digest, say); until then its fields hold a placeholder
+``<from STEP: what>`` and its ``resolve`` callback fills them in from the earlier answers.
+
+Three kinds of step share one shape (``step``, ``to_json``, ``show``, ``apply``): HTTP requests
+(:class:`vertexkit.steps.http.HttpStep`), local commands (:class:`CommandStep`) and work done in
+this process (:class:`LocalStep`). :func:`vertexkit.steps.execute` shows or applies a plan.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Responses = dict[str, Any]
+
+
+class CloudError(RuntimeError):
+    """A step failed; the message names the step and what to do.
+
+    ``status`` is the HTTP status of a refused request (None otherwise); ``detail`` what the
+    service itself said; ``google`` whether the request went to Google Cloud with Google
+    credentials.
+    """
+
+    def __init__(
+        self, message: str, status: int | None = None, detail: str = "", *, google: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+        self.google = google
+
+
+class CredentialsError(CloudError):
+    """No usable credentials for a request."""
+
+
+class Step(Protocol):
+    """What :func:`execute` needs of a step."""
+
+    step: str
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    def show(self) -> str: ...
+
+    def apply(self, responses: Responses, sender: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class CommandStep:
+    """One local command, run without a shell; ``extract`` turns its output into the answer."""
+
+    step: str
+    command: tuple[str, ...]
+    cwd: str | None = None
+    resolve: Callable[[CommandStep, Responses], CommandStep] | None = field(
+        default=None, compare=False, repr=False
+    )
+    extract: Callable[[str], Any] | None = field(default=None, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "command": list(self.command), "cwd": self.cwd}
+
+    def show(self) -> str:
+        where = f"(in {self.cwd}) " if self.cwd else ""
+        return f"{where}$ {shlex.join(self.command)}"
+
+    def apply(self, responses: Responses, sender: Any = None) -> Any:
+        step = self.resolve(self, responses) if self.resolve else self
+        output = run_command(step)
+        return self.extract(output) if self.extract else output
+
+
+@dataclass(frozen=True)
+class LocalStep:
+    """Work done in this process between cloud steps (compiling, recording a build)."""
+
+    step: str
+    description: str
+    action: Callable[[Responses], Any] = field(compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.step, "local": self.description}
+
+    def show(self) -> str:
+        return self.description
+
+    def apply(self, responses: Responses, sender: Any = None) -> Any:
+        return self.action(responses)
+
+
+def run_command(step: CommandStep) -> str:
+    """Run the command; its standard output, or a CloudError naming the step."""
+    try:
+        result = subprocess.run(step.command, cwd=step.cwd, capture_output=True, text=True)
+    except OSError as exc:
+        raise CloudError(f"{step.step}: cannot run `{step.command[0]}`: {exc}") from None
+    if result.returncode != 0:
+        output = (result.stderr or result.stdout).strip()[-2000:]
+        raise CloudError(f"{step.step}: `{' '.join(step.command)}` failed: {output}")
+    return result.stdout
+
+
+def placeholder(step: str, what: str) -> str:
+    """The text a dry run shows for a value that an earlier step returns."""
+    return f"<from {step}: {what}>"
+
+
+def substitute(value: Any, replacements: Mapping[str, str]) -> Any:
+    """Replace placeholders anywhere in a JSON-like value."""
+    if isinstance(value, str):
+        for old, new in replacements.items():
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, list):
+        return [substitute(v, replacements) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, replacements) for k, v in value.items()}
+    return value
