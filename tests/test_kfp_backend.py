@@ -20,6 +20,7 @@ import pydantic
 import pytest
 from kfp import compiler
 
+from tests.fake_backends import API, FakeKfp
 from tests.recording_server import Recorded, RecordingServer
 from vertexkit.local import pipelines as compiling
 from vertexkit.orchestrators import kfp as kfp_backend
@@ -28,7 +29,6 @@ from vertexkit.project.config import load_config
 from vertexkit.steps import CloudError, Responses, execute, substitute
 
 FIXTURES = Path(__file__).parent / "fixtures"
-API = "/apis/v2beta1"
 NOW = datetime(2026, 11, 23, 10, 30, 5, tzinfo=timezone.utc)
 COMMIT = "abc123def456"
 VERSION = kfp_backend.version_name(COMMIT, NOW)
@@ -36,92 +36,6 @@ FULL = "demo-training-dev"  # kfp_backend.pipeline_name("demo", "training", "dev
 # The part type kfp_server_api gives a .yaml file (it depends on the platform's mime tables).
 YAML_TYPE = mimetypes.guess_type("training.yaml")[0] or "application/octet-stream"
 PARAMETERS = {"n": 5, "shared_param": 1, "label": "rows", "ratio": 1.0}
-
-
-class FakeKfp:
-    """Just enough of the KFP v2beta1 API server for publish and run, at the HTTP boundary."""
-
-    def __init__(self, server: RecordingServer, multi_user: bool = False) -> None:
-        self.reset()
-        server.route("GET", f"{API}/healthz", (200, {"multi_user": multi_user}))
-        server.route("GET", f"{API}/pipelines", self.list_pipelines)
-        server.route("POST", f"{API}/pipelines/upload", self.upload)
-        server.route("POST", f"{API}/pipelines/upload_version", self.upload_version)
-        server.route("GET", f"{API}/pipelines/[^/]+/versions", self.list_versions)
-        server.route("GET", f"{API}/experiments", self.list_experiments)
-        server.route("POST", f"{API}/experiments", self.create_experiment)
-        server.route("POST", f"{API}/runs", self.create_run)
-
-    def reset(self) -> None:
-        self.pipelines: list[dict[str, Any]] = []
-        self.versions: list[dict[str, Any]] = []
-        self.experiments: list[dict[str, Any]] = []
-        self.runs: list[dict[str, Any]] = []
-
-    @staticmethod
-    def _matches(request: Recorded, item: dict[str, Any]) -> bool:
-        [spec] = request.query.get("filter", ['{"predicates": []}'])
-        for predicate in json.loads(spec)["predicates"]:
-            value = str(item.get(predicate["key"], "")).lower()
-            wanted = predicate["stringValue"].lower()
-            if predicate["operation"] == 1 and value != wanted:
-                return False
-            if predicate["operation"] == 9 and wanted not in value:
-                return False
-        return True
-
-    def list_pipelines(self, request: Recorded) -> tuple[int, Any]:
-        found = [p for p in self.pipelines if self._matches(request, p)]
-        return 200, ({"pipelines": found, "total_size": len(found)} if found else {})
-
-    def _version(self, pipeline_id: str, name: str) -> dict[str, Any]:
-        version = {
-            "pipeline_id": pipeline_id,
-            "pipeline_version_id": f"v{len(self.versions) + 1}",
-            "name": name,
-            "display_name": name,
-        }
-        self.versions.append(version)
-        return version
-
-    def upload(self, request: Recorded) -> tuple[int, Any]:
-        [name] = request.query["name"]
-        if any(p["name"] == name for p in self.pipelines):
-            return 409, {"error_message": "Failed to create a pipeline and a pipeline version"}
-        pipeline = {"pipeline_id": f"p{len(self.pipelines) + 1}", "name": name}
-        pipeline["display_name"] = name
-        self.pipelines.append(pipeline)
-        self._version(pipeline["pipeline_id"], name)  # KFP's upload makes a first version
-        return 200, pipeline
-
-    def upload_version(self, request: Recorded) -> tuple[int, Any]:
-        [pipeline_id], [name] = request.query["pipelineid"], request.query["name"]
-        if any(v["pipeline_id"] == pipeline_id and v["name"] == name for v in self.versions):
-            return 409, {"error_message": "Failed to create a pipeline version"}
-        return 200, self._version(pipeline_id, name)
-
-    def list_versions(self, request: Recorded) -> tuple[int, Any]:
-        pipeline_id = request.path.split("/")[-2]
-        found = [
-            v
-            for v in reversed(self.versions)  # newest first, as sort_by=created_at desc
-            if v["pipeline_id"] == pipeline_id and self._matches(request, v)
-        ][: int(request.query.get("page_size", ["100"])[0])]
-        return 200, ({"pipeline_versions": found} if found else {})
-
-    def list_experiments(self, request: Recorded) -> tuple[int, Any]:
-        found = [e for e in self.experiments if self._matches(request, e)]
-        return 200, ({"experiments": found} if found else {})
-
-    def create_experiment(self, request: Recorded) -> tuple[int, Any]:
-        experiment = {"experiment_id": f"e{len(self.experiments) + 1}", **request.json}
-        self.experiments.append(experiment)
-        return 200, experiment
-
-    def create_run(self, request: Recorded) -> tuple[int, Any]:
-        run = {"run_id": f"r{len(self.runs) + 1}", "state": "PENDING", **request.json}
-        self.runs.append(run)
-        return 200, run
 
 
 @pytest.fixture

@@ -103,7 +103,12 @@ class Orchestrator(ABC):
 
     @abstractmethod
     def follow(
-        self, run_id: str, *, sender: Sender | None = None, out: TextIO | None = None
+        self,
+        run_id: str,
+        *,
+        sender: Sender | None = None,
+        out: TextIO | None = None,
+        poll_seconds: float = 20.0,
     ) -> Run:
         """Print the run's task states as they change until it ends; the final run."""
 

@@ -632,9 +632,14 @@ class KubeflowPipelines(Orchestrator):
         return self._run(answer) if answer else None
 
     def follow(
-        self, run_id: str, *, sender: Sender | None = None, out: TextIO | None = None
+        self,
+        run_id: str,
+        *,
+        sender: Sender | None = None,
+        out: TextIO | None = None,
+        poll_seconds: float = 20.0,
     ) -> Run:
-        return self._run(wait(self.settings, run_id, sender, out=out))
+        return self._run(wait(self.settings, run_id, sender, out=out, poll_seconds=poll_seconds))
 
     def plan_list_runs(self, limit: int = 10) -> list[Step]:
         return plan_status(self.settings, self.experiment, limit)

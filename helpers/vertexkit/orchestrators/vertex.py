@@ -403,10 +403,15 @@ class VertexPipelines(Orchestrator):
         return None
 
     def follow(
-        self, run_id: str, *, sender: Sender | None = None, out: TextIO | None = None
+        self,
+        run_id: str,
+        *,
+        sender: Sender | None = None,
+        out: TextIO | None = None,
+        poll_seconds: float = 20.0,
     ) -> Run:
         job_name = f"{parent(self.config)}/pipelineJobs/{run_id}"
-        return self._run(wait(self.config, job_name, sender, out=out))
+        return self._run(wait(self.config, job_name, sender, out=out, poll_seconds=poll_seconds))
 
     def plan_list_runs(self, limit: int = 10) -> list[Step]:
         return [plan_status(self.config, limit)]
