@@ -189,6 +189,21 @@ def _copier_accepts(tmp_path: Path, answers: dict) -> bool:
     return True
 
 
+@pytest.mark.parametrize(
+    ("value", "reads_as"),
+    [
+        *[("yes", "a boolean"), ("Off", "a boolean"), ("TRUE", "a boolean"), ("y", "a boolean")],
+        *[("null", "null"), ("~", "null"), ("", "null")],
+        *[("1.5", "a number"), ("0x1f", "a number"), ("1_000", "a number"), ("-.inf", "a number")],
+        *[("2024-01-01", "a date"), ("1e3", None), ("ml-pipelines", None), ("nully", None)],
+    ],
+)
+def test_yaml_reads_as_agrees_with_pyyaml(value: str, reads_as: str | None) -> None:
+    assert naming.yaml_reads_as(value) == reads_as
+    if value != "y":  # a YAML 1.1 boolean that PyYAML reads as a string
+        assert isinstance(yaml.safe_load(value), str) == (reads_as is None)
+
+
 def test_longest_names_fit_gcp_limits() -> None:
     """Why no bucket-length check exists: the longest valid inputs already fit."""
     longest_bucket = naming.PROJECT_ID_MAX + 1 + naming.MAX_PREFIX_LENGTH
