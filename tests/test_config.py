@@ -337,6 +337,22 @@ def test_naming_prefix_with_bad_characters(tmp_path: Path, prefix: str) -> None:
     assert f"config/dev.yaml: naming_prefix: '{prefix}' is not a valid naming prefix" in message
 
 
+@pytest.mark.parametrize(
+    ("prefix", "fragment"),
+    [('"on"', "'on' reads as a boolean in YAML"), ("ml-google", "'ml-google' contains 'google'")],
+)
+def test_naming_prefix_the_questions_refuse(tmp_path: Path, prefix: str, fragment: str) -> None:
+    """Quoted or not, the configuration holds the prefix to the copier question's rule."""
+    write_config(tmp_path, dev=f"naming_prefix: {prefix}\n")
+    assert f"config/dev.yaml: naming_prefix: {fragment}" in config_error(tmp_path, "dev")
+
+
+def test_project_id_with_google_is_refused(tmp_path: Path) -> None:
+    write_config(tmp_path, dev="gcp:\n  project_id: my-google-ml\n")
+    message = config_error(tmp_path, "dev")
+    assert "config/dev.yaml: gcp.project_id: 'my-google-ml' contains 'google'" in message
+
+
 def test_naming_prefix_from_environment_variable(tmp_path: Path) -> None:
     write_config(tmp_path)
     message = config_error(tmp_path, environ={"VERTEXKIT__NAMING_PREFIX": "Bad_Prefix"})

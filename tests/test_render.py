@@ -95,6 +95,14 @@ def test_rendered_project(tmp_path: Path, envs: list[str], python: str, orchestr
     assert any(dep.startswith("vertexkit @ ") for dep in pyproject["project"]["dependencies"])
     assert f"FROM python:{python}." in (project / "components" / "Dockerfile").read_text()
 
+    # Values that come from answers are quoted in the generated YAML: a name YAML reads as a
+    # boolean, null, number or date stays a string.
+    for path in sorted((project / "config").glob("*.yaml")):
+        for line in path.read_text().splitlines():
+            from_answers = "acme-ml-dev" in line or "ml-pipelines" in line
+            if from_answers and not line.lstrip().startswith("#"):
+                assert re.match(r'^\s*[a-z_]+: "[^"]+"$', line), f"{path.name}: unquoted: {line}"
+
     for env in [None, *envs]:
         config = load_config(project, env)
         assert config.gcp.project_id == "acme-ml-dev"

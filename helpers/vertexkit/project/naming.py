@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+from importlib import resources
+from typing import Any
+
+import yaml
 
 # Regions where Vertex AI Pipelines runs.
 VERTEX_PIPELINES_REGIONS: tuple[str, ...] = (
@@ -64,12 +69,27 @@ PROJECT_ID_MAX = 30
 
 def project_id_problem(value: str) -> str | None:
     """Return why ``value`` is not a valid Google Cloud project id, or None."""
-    if PROJECT_ID_RE.match(value):
-        return None
-    return (
-        f"{value!r} is not a valid project id: 6 to 30 characters of lowercase letters, "
-        "digits and hyphens, starting with a letter and not ending with a hyphen"
-    )
+    if not PROJECT_ID_RE.match(value):
+        return (
+            f"{value!r} is not a valid project id: 6 to 30 characters of lowercase letters, "
+            "digits and hyphens, starting with a letter and not ending with a hyphen"
+        )
+    if "google" in value:
+        return f"{value!r} contains 'google', which Google Cloud refuses in project ids"
+    return None
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Return why Cloud Storage would refuse the bucket name ``name`` for its prefix, or None.
+
+    Only the reserved words are checked here; lengths and characters follow from the rules of
+    the project id and the naming prefix that bucket names are built from.
+    """
+    if name.startswith("goog"):
+        return f"bucket name {name!r} starts with 'goog', which Cloud Storage refuses"
+    if "google" in name:
+        return f"bucket name {name!r} contains 'google', which Cloud Storage refuses"
+    return None
 
 
 def region_problem(value: str) -> str | None:
@@ -89,6 +109,13 @@ def prefix_problem(prefix: str) -> str | None:
             f"{prefix!r} is not a valid naming prefix: lowercase letters, digits and single "
             "hyphens, starting with a letter and not ending with a hyphen"
         )
+    if reads_as := yaml_reads_as(prefix):
+        return f"{prefix!r} reads as {reads_as} in YAML; choose a prefix that reads as a string"
+    if "google" in prefix:
+        return (
+            f"{prefix!r} contains 'google': bucket names built from it would too, which "
+            "Cloud Storage refuses"
+        )
     if len(prefix) > MAX_PREFIX_LENGTH:
         longest = prefix + max(SERVICE_ACCOUNT_SUFFIXES, key=len)
         return (
@@ -96,6 +123,86 @@ def prefix_problem(prefix: str) -> str | None:
             f"{SERVICE_ACCOUNT_MAX} characters; use at most {MAX_PREFIX_LENGTH} characters"
         )
     return None
+
+
+# YAML 1.1 makes y, Y, n and N booleans as well; PyYAML leaves them strings, other YAML 1.1
+# readers (e.g. Go's yaml.v2) do not.
+_YAML11_SHORT_BOOLEANS = frozenset({"y", "Y", "n", "N"})
+_YAML_TAG_WORDS = {
+    "bool": "a boolean",
+    "null": "null",
+    "int": "a number",
+    "float": "a number",
+    "timestamp": "a date",
+}
+
+
+def yaml_reads_as(value: str) -> str | None:
+    """What an unquoted ``value`` reads as in YAML 1.1 if not a string (e.g. "a boolean"), or None.
+
+    Uses the resolver of PyYAML (which `vertexkit.config` loads configuration with), plus the
+    one-letter booleans of the YAML 1.1 specification.
+    """
+    if value in _YAML11_SHORT_BOOLEANS:
+        return "a boolean"
+    tag = yaml.resolver.Resolver().resolve(yaml.ScalarNode, value, (True, False))
+    kind = tag.rsplit(":", 1)[-1]
+    if kind == "str":
+        return None
+    return _YAML_TAG_WORDS.get(kind, f"a {kind}")
+
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
+SLUG_MAX = 40
+
+
+def project_slug_problem(slug: str) -> str | None:
+    """Return why ``slug`` cannot name the repository, distribution and pipelines, or None."""
+    if not SLUG_RE.match(slug) or "--" in slug:
+        return (
+            f"{slug!r} must be lowercase letters, digits and single hyphens, starting with a "
+            "letter and not ending with a hyphen"
+        )
+    if len(slug) > SLUG_MAX:
+        return f"{slug!r} is too long: at most {SLUG_MAX} characters"
+    if reads_as := yaml_reads_as(slug):
+        return f"{slug!r} reads as {reads_as} in YAML; choose a name that reads as a string"
+    return None
+
+
+PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@functools.cache
+def reserved_names() -> dict[str, Any]:
+    """The names a package name must not take, by kind (``reserved_names.yaml``).
+
+    copier.yml's package_name validator reads the same file.
+    """
+    text = resources.files("vertexkit").joinpath("reserved_names.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+def package_name_problem(name: str) -> str | None:
+    """Return why ``name`` cannot be the import name of the project's package, or None."""
+    if not PACKAGE_RE.match(name):
+        return (
+            f"{name!r} must be a Python identifier of lowercase letters, digits and "
+            "underscores, starting with a letter"
+        )
+    reserved = reserved_names()
+    if name in reserved["keywords"]:
+        why = "is a Python keyword: the package could not be imported"
+    elif name in reserved["stdlib"]:
+        why = "is a standard-library module: the package would shadow it"
+    elif name in reserved["dependencies"]:
+        distributions = ", ".join(reserved["dependencies"][name])
+        why = f"is the import name of {distributions}, which the project installs"
+    elif name in reserved["project"]:
+        why = "would shadow a module the project uses"
+    else:
+        return None
+    return f"{name!r} {why}; choose another name, e.g. {name + '_lib'!r}"
 
 
 # Secret names: one name for the environment variable, the config entry and the Secret
