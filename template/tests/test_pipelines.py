@@ -4,10 +4,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from vertexkit.local.pipelines import compile_pipelines
-from vertexkit.project.config import load_config
-from vertexkit.local.runner import LocalRunError, run_local
-from vertexkit.local.registry import LocalModelRegistry
+from vertexkit.local import LocalModelRegistry, LocalRunError, compile_pipelines, run_local
+from vertexkit.project import load_config
 
 
 def test_every_pipeline_compiles(project_dir: Path, tmp_path: Path) -> None:
