@@ -129,6 +129,11 @@ def _request(settings: KfpSettings, step: str, *, url: str, **options: Any) -> H
         url,
         auth=auth,
         token_env=settings.token_env,
+        token_help=(
+            f"e.g. `export {settings.token_env}=$(kubectl create token SERVICE_ACCOUNT -n "
+            "NAMESPACE --audience=pipelines.kubeflow.org)`, or `$(gcloud auth "
+            "print-identity-token)` behind IAP (kfp.token_env names the variable)"
+        ),
         auth_hint=_auth_hint(settings.token_env),
         upload_field=UPLOAD_FIELD,
         expect_json=True,
