@@ -215,10 +215,10 @@ class Sender:
         if auth == "bearer":
             token = self._environ.get(token_env or "", "").strip()
             if not token:
+                advice = f", {token_help}" if token_help else ""
                 raise CredentialsError(
                     f"environment variable {token_env} is not set: export the bearer token in "
-                    f"it{', ' + token_help if token_help else ''} (the config names the variable, never "
-                    "the token)"
+                    f"it{advice} (the config names the variable, never the token)"
                 )
             http.headers["Authorization"] = f"Bearer {token}"
         return http
