@@ -30,6 +30,7 @@ from pydantic import (
 
 from vertexkit import naming
 from vertexkit.kfp_backend import KfpSettings
+from vertexkit.params import ParameterRule
 from vertexkit.resources import ComponentName, ComponentResources
 from vertexkit.secrets import secret_name_problem
 
@@ -105,6 +106,11 @@ class PipelineConfig(_Strict):
     """Settings of one pipeline in ``pipelines/``."""
 
     parameters: dict[ParameterName, Any] = Field(default_factory=dict)
+    parameter_rules: dict[ParameterName, ParameterRule] = Field(
+        default_factory=dict,
+        description="Bounds (ge, gt, le, lt) or choices of parameters, by name: values outside "
+        "them are refused before a run starts or a compile writes them.",
+    )
     # Vertex AI's execution cache, applied when the pipeline is submitted. kfp's local runner
     # caches only pipelines with control flow, so local runs always execute every task.
     enable_caching: bool = False

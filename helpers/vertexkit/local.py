@@ -135,10 +135,7 @@ def run_local(
     console = console or sys.stdout
     project_dir = Path(project_dir).resolve()
     config = load_config(project_dir, env)
-    pipelines = compiling.load_pipelines(project_dir)
-    compiling.check_config_pipelines(config, pipelines)
-    compiling.require(pipeline_name, pipelines)
-    pipeline = pipelines[pipeline_name]
+    pipeline = compiling.load_for_run(project_dir, config, pipeline_name)
     arguments = compiling.configured_parameters(config, pipeline_name, pipeline, overrides)
     spec = compiling.pipeline_spec(pipeline)
     total = len(spec.get("root", {}).get("dag", {}).get("tasks", {}))
