@@ -477,9 +477,10 @@ def test_rules_refuse_values_before_anything_runs(project: Path) -> None:
     with pytest.raises(ParameterError) as caught:
         configured_parameters(config, "training", pipeline, {"n": "-3", "label": "cols"})
     assert str(caught.value).splitlines() == [
-        "--param label=cols: parameter 'label' is 'cols', but must be one of ['rows', 'lines'] "
+        "pipeline 'training': 2 parameter rules refuse their values:",
+        "  --param label=cols: parameter 'label' is 'cols', but must be one of ['rows', 'lines'] "
         "(config/dev.yaml: pipelines.training.parameter_rules.label)",
-        "--param n=-3: parameter 'n' is -3, but must be >= 1 and <= 10 "
+        "  --param n=-3: parameter 'n' is -3, but must be >= 1 and <= 10 "
         "(config/dev.yaml: pipelines.training.parameter_rules.n)",
     ]
 

@@ -363,5 +363,8 @@ def check_rules(
                 f"{source}: parameter {name!r} is {value!r}, but must be {rule.describe()} "
                 f"({where})"
             )
+    if len(problems) == 1:
+        raise ParameterError(problems[0])
     if problems:
-        raise ParameterError("\n".join(problems))
+        header = f"pipeline {pipeline!r}: {len(problems)} parameter rules refuse their values:"
+        raise ParameterError("\n".join([header, *(f"  {line}" for line in problems)]))
