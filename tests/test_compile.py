@@ -129,8 +129,9 @@ def test_load_pipeline_with_sub_pipelines_returns_the_one_nobody_calls(project: 
     spec = pipeline_spec(pipeline)
     assert set(spec["root"]["dag"]["tasks"]) == {"scaled", "shared-step"}
     assert "dag" in spec["components"]["comp-scaled"]
-    # The helper module was imported by name for the file, then forgotten.
+    # The helper module was imported (by name and relatively) for the file, then forgotten.
     assert "_steps" not in sys.modules
+    assert not [name for name in sys.modules if name.endswith("._steps")]
     assert list(discover(project)) == ["nested", "training"]
 
 

@@ -128,8 +128,8 @@ def _import_pipeline_file(path: Path) -> ModuleType:
 
     The file's helper modules import relatively (``from ._shared import prepare``) or, while
     the file is imported, by their own name (``import _shared``): the folder is then first on
-    ``sys.path``, and the modules imported that way are forgotten afterwards, so that two
-    projects in one process never share them.
+    ``sys.path``. Helper modules are forgotten afterwards, so that every load sees their
+    current code and two projects in one process never share them.
     """
     folder = path.parent.resolve()
     package = f"_vertexkit_pipelines_{hashlib.sha1(str(folder).encode()).hexdigest()[:12]}"
@@ -153,9 +153,12 @@ def _import_pipeline_file(path: Path) -> ModuleType:
         ) from exc
     finally:
         sys.path.remove(str(folder))
+        # Helper modules are imported afresh for every file, by either name.
         for name in set(sys.modules) - before:
-            loaded = getattr(sys.modules[name], "__file__", None) or ""
-            if not name.startswith(package) and Path(loaded).parent == folder:
+            loaded = getattr(sys.modules[name], "__file__", None)
+            if name.startswith(f"{package}.") or (
+                loaded and Path(loaded).resolve().is_relative_to(folder)
+            ):
                 del sys.modules[name]
     return module
 
