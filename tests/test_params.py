@@ -11,8 +11,10 @@ from kfp import dsl
 from vertexkit.compile import pipeline_spec
 from vertexkit.params import (
     ParameterError,
+    ParameterRule,
     ParameterSpec,
     annotations,
+    check_rules,
     check_value,
     parameter_specs,
     parse_assignments,
@@ -462,3 +464,19 @@ def test_unknown_and_required_names_are_listed_in_name_order() -> None:
     with pytest.raises(ParameterError) as caught:
         resolve(specs, {}, {"x": "1"}, pipeline="p", config_source={})
     assert str(caught.value).endswith("its parameters: alpha (str), mid (str), zeta (str)")
+
+
+def test_rules_skip_parameters_without_a_value_or_default() -> None:
+    specs = {
+        "n": ParameterSpec("n", "NUMBER_INTEGER"),  # required, not given
+        "k": ParameterSpec("k", "NUMBER_INTEGER", optional=True),  # optional, no default
+        "r": ParameterSpec("r", "NUMBER_DOUBLE", default=2.0, optional=True),
+    }
+    rules = {name: ParameterRule(ge=0, le=1) for name in specs}
+    with pytest.raises(ParameterError) as caught:
+        check_rules(specs, rules, {}, pipeline="p")
+    assert str(caught.value) == (
+        "the default of pipeline 'p': parameter 'r' is 2.0, but must be >= 0 and <= 1 "
+        "(pipelines.p.parameter_rules.r)"
+    )
+    check_rules(specs, rules, {"r": 0.5, "n": 1}, pipeline="p")

@@ -354,7 +354,7 @@ def check_rules(
             continue
         if name in values:
             value, source = values[name], value_source.get(name, "config")
-        elif spec.default is not None or spec.optional:
+        elif spec.default is not None:
             value, source = spec.default, f"the default of pipeline {pipeline!r}"
         else:
             continue  # required and not given: a run supplies it and is checked then
