@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 # What generated projects import: module -> names. Kept small, documented and stable.
 PUBLIC_API: dict[str, tuple[str, ...]] = {
     "vertexkit.tasks": ("namespace",),
-    "vertexkit.project": ("ConfigError", "ProjectConfig", "load_config"),
+    "vertexkit.project": ("ConfigError", "ParameterError", "ProjectConfig", "load_config"),
     "vertexkit.local": (
         "DataValidationError",
         "LocalModelRegistry",
@@ -26,6 +26,7 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
         "TableSchema",
         "check_table",
         "compile_pipelines",
+        "discover",
         "load_schema",
         "read_table",
         "run_local",

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
         table_statistics,
         write_table,
     )
-    from vertexkit.local.pipelines import compile_pipelines
+    from vertexkit.local.pipelines import compile_pipelines, discover
     from vertexkit.local.registry import LocalModelRegistry
     from vertexkit.local.runner import LocalRunError, run_local
     from vertexkit.local.sizing import sized
@@ -31,6 +31,7 @@ _DEFINED_IN = {
     "table_statistics": "vertexkit.local.data",
     "write_table": "vertexkit.local.data",
     "compile_pipelines": "vertexkit.local.pipelines",
+    "discover": "vertexkit.local.pipelines",
     "LocalModelRegistry": "vertexkit.local.registry",
     "LocalRunError": "vertexkit.local.runner",
     "run_local": "vertexkit.local.runner",
@@ -43,6 +44,7 @@ __all__ = [
     "TableSchema",
     "check_table",
     "compile_pipelines",
+    "discover",
     "load_schema",
     "read_table",
     "run_local",

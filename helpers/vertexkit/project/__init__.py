@@ -8,6 +8,13 @@ from vertexkit import lazy_exports
 
 if TYPE_CHECKING:
     from vertexkit.project.config import ConfigError, ProjectConfig, load_config
+    from vertexkit.project.params import ParameterError
 
-__all__ = ["ConfigError", "ProjectConfig", "load_config"]
-__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(__all__, "vertexkit.project.config"))
+_DEFINED_IN = {
+    "ConfigError": "vertexkit.project.config",
+    "ProjectConfig": "vertexkit.project.config",
+    "load_config": "vertexkit.project.config",
+    "ParameterError": "vertexkit.project.params",
+}
+__all__ = ["ConfigError", "ParameterError", "ProjectConfig", "load_config"]
+__getattr__, __dir__ = lazy_exports(__name__, _DEFINED_IN)
