@@ -21,7 +21,7 @@ def test_every_public_name_is_importable_and_exported() -> None:
         for name in names:
             assert getattr(module, name) is not None, f"{module_name}.{name}"
         if hasattr(module, "__all__"):
-            assert set(names) <= set(module.__all__), module_name
+            assert set(names) == set(module.__all__), module_name
 
 
 def test_the_docs_list_every_public_name() -> None:
