@@ -27,7 +27,7 @@ def main(message: str, name: str, email: str) -> None:
         return
     if git("rev-parse", "--is-inside-work-tree").returncode == 0:
         top = git("rev-parse", "--show-toplevel").stdout.strip()
-        print(f"inside the git repository {top}: commit the project there yourself")
+        print(f"already inside the git repository {top}: left for you to commit there")
         return
     steps = [("init", "--quiet")]
     for key, value in (("user.name", name), ("user.email", email)):
