@@ -184,7 +184,7 @@ def test_copy_inside_a_git_repository_leaves_the_committing_to_it(tmp_path: Path
     assert _git(outer, "status", "--porcelain") == "?? ml/\n"
 
 
-def test_rendered_from_git_takes_vertexkit_from_the_tag_and_update_makes_no_commit(
+def test_rendered_from_git_takes_vertexkit_from_the_tag_and_updates_without_conflict(
     tmp_path: Path,
 ) -> None:
     version = vertexkit.__version__
@@ -199,22 +199,36 @@ def test_rendered_from_git_takes_vertexkit_from_the_tag_and_update_makes_no_comm
     assert f'pip install "vertexkit @ git+file://{repo}@v{version}" -e ".[dev]"' in readme
     assert _git(project, "rev-list", "--count", "HEAD") == "1\n"
 
-    # A later, untagged commit of the template: `copier update` to it pins that commit, and
-    # leaves the change for the team to review and commit.
-    (repo / "NOTES.md").write_text("unreleased\n")
-    _git(repo, "add", "NOTES.md")
-    _git(repo, "commit", "-qm", "unreleased")
+    # The team adds a dependency of its own, first in its part of the list, and commits.
+    text = (project / "pyproject.toml").read_text()
+    ours = "  # The project's own dependencies: add yours here.\n"
+    assert ours in text
+    (project / "pyproject.toml").write_text(text.replace(ours, ours + '  "xgboost>=2",\n'))
+    _git(project, "commit", "-qam", "xgboost")
+
+    # A later, untagged template commit moves vertexkit to 0.3.0: `copier update` to it changes
+    # the pin and its source without conflicting with the team's line, and commits nothing.
+    copier_yml = (repo / "copier.yml").read_text()
+    (repo / "copier.yml").write_text(copier_yml.replace(f'"{version}"', '"0.3.0"', 1))
+    _git(repo, "commit", "-qam", "vertexkit 0.3.0")
     head = _git(repo, "rev-parse", "HEAD").strip()
     from copier import run_update
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the old version's answers are replayed, with warnings
         run_update(project, vcs_ref="HEAD", defaults=True, overwrite=True, unsafe=True, quiet=True)
-    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    text = (project / "pyproject.toml").read_text()
+    assert "<<<<<<<" not in text
+    pyproject = tomllib.loads(text)
+    assert pyproject["project"]["dependencies"][:3] == [
+        "vertexkit==0.3.0",
+        "xgboost>=2",
+        "kfp==2.17.0",
+    ]
     assert pyproject["tool"]["uv"]["sources"] == {
         "vertexkit": {"git": f"file://{repo}", "rev": head}
     }
-    assert _git(project, "rev-list", "--count", "HEAD") == "1\n"
+    assert _git(project, "rev-list", "--count", "HEAD") == "2\n"
     assert " M pyproject.toml" in _git(project, "status", "--porcelain")
 
 
