@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.template_support import find_python, forget_cached_vertexkit, render
+from tests.template_support import find_python, render
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipelines"
 FOREIGN = ["nested", "_steps", "control", "required", "exit_fail", "broken"]
@@ -23,6 +24,7 @@ FOREIGN = ["nested", "_steps", "control", "required", "exit_fail", "broken"]
 def _run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VERTEXKIT", "GOOGLE"))}
     env["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    env["UV_PYTHON_DOWNLOADS"] = "never"
     env.pop("VIRTUAL_ENV", None)
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -36,15 +38,8 @@ def _ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 
 def _install(project: Path, python: str) -> None:
-    """The project's environment: with uv when it is on PATH (fast), else venv and pip."""
-    uv = shutil.which("uv")
-    if uv:
-        _ok(_run([uv, "venv", "--quiet", "-p", python, ".venv"], project))
-        _ok(_run([uv, "pip", "install", "--quiet", "-p", ".venv", "-e", ".[dev]"], project))
-    else:
-        _ok(_run([python, "-m", "venv", ".venv"], project))
-        forget_cached_vertexkit(str(project / ".venv" / "bin" / "python"))
-        _ok(_run([".venv/bin/python", "-m", "pip", "install", "-q", "-e", ".[dev]"], project))
+    """The project's environment, as its README sets it up: `uv sync`."""
+    _ok(_run([sys.executable, "-m", "uv", "sync", "--quiet", "--python", python], project))
 
 
 @pytest.mark.slow
