@@ -122,7 +122,9 @@ def test_compile_invalid_config(project: Path) -> None:
 
 def test_run_without_pipeline(project: Path) -> None:
     result = invoke(project, "run", "--local")
-    assert_user_error(result, 2, "error: name the pipeline with --pipeline (available: training)")
+    assert_user_error(
+        result, 2, "error: name the pipeline with --pipeline NAME (available: training)"
+    )
 
 
 def test_run_without_local(project: Path) -> None:
@@ -233,4 +235,72 @@ def test_config_unknown_environment(project: Path) -> None:
     result = invoke(project, "config", "--env", "qa")
     assert_user_error(
         result, 1, "error: unknown environment 'qa': no config/qa.yaml (available: dev)"
+    )
+
+
+def _task_names() -> list[str]:
+    from vertexkit.tasks import namespace
+
+    return sorted(namespace().task_names)
+
+
+def namespace_doc(name: str) -> str:
+    from vertexkit.tasks import namespace
+
+    return (namespace()[name].__doc__ or "").strip().splitlines()[0]
+
+
+def test_every_task_prints_its_help(project: Path) -> None:
+    """`--help` comes first, even for tasks whose options are required (--env, --pipeline)."""
+    for name in _task_names():
+        result = invoke(project, name, "--help")
+        assert result.returncode == 0, (name, result.stderr)
+        assert result.stdout.startswith(f"Usage: inv[oke] [--core-opts] {name} "), result.stdout
+        summary = namespace_doc(name)
+        assert f"Docstring:\n  {summary}" in result.stdout, (name, result.stdout)
+        assert "\nOptions:\n" in result.stdout, (name, result.stdout)
+        assert result.stderr == "", (name, result.stderr)
+
+
+def test_help_shows_value_placeholders(project: Path) -> None:
+    result = invoke(project, "run", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "-P, --param KEY=VALUE: override a parameter" in text
+    assert "-e STRING, --env=STRING ENV: environment" in text
+    assert "-p STRING, --pipeline=STRING NAME: pipeline to run" in text
+
+
+def test_an_option_has_the_same_flags_in_every_task() -> None:
+    from vertexkit.tasks import namespace
+
+    collection = namespace()
+    flags: dict[str, dict[str, tuple[str, ...]]] = {}
+    for name in collection.task_names:
+        for argument in collection[name].get_arguments():
+            flags.setdefault(argument.name, {})[name] = tuple(sorted(argument.names))
+    shared = {option: by_task for option, by_task in flags.items() if len(by_task) > 1}
+    assert {"env", "pipeline", "param", "dry_run", "json"} <= set(shared)
+    for option, by_task in shared.items():
+        assert len(set(by_task.values())) == 1, (option, by_task)
+    # No letter stands for two options.
+    letters: dict[str, str] = {}
+    for option, by_task in flags.items():
+        for names in by_task.values():
+            for short in (n for n in names if len(n) == 1):
+                assert letters.setdefault(short, option) == option, (short, option, letters)
+    assert flags["param"]["run"] == ("P", "param")
+    assert flags["env"]["deploy"] == ("e", "env")
+    assert flags["pause"]["schedule"] == ("pause",)
+
+
+def test_required_options_name_what_is_valid(project: Path) -> None:
+    for name in ("build", "publish", "deploy", "schedule", "status", "logs", "precheck"):
+        result = invoke(project, name)
+        assert_user_error(result, 2, "error: --env ENV is required (environments in config/: dev)")
+    result = invoke(project, "schedule", "--env", "dev")
+    assert_user_error(result, 2, "error: --pipeline NAME is required (pipelines: training)")
+    result = invoke(project, "logs", "-e", "dev")
+    assert_user_error(
+        result, 2, "error: --run RUN is required (the run ids: `invoke status --env dev`)"
     )

@@ -7,18 +7,52 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from invoke import Collection, Context, task
+from invoke import Collection, Context, Task
+from invoke import task as invoke_task
 from invoke.exceptions import Exit
 
 from vertexkit.gcp import deploy as plans
 from vertexkit.local import pipelines as compiling
 from vertexkit.orchestrators import for_config
-from vertexkit.project.config import ConfigError, load_config
+from vertexkit.project.config import ConfigError, environments, load_config
 from vertexkit.project.params import ParameterError
 from vertexkit.steps import CloudError, execute
 
 # Errors that come from bad input: shown as one clear message, without a traceback.
 _USER_ERRORS = (ConfigError, ParameterError, compiling.PipelineError)
+
+
+# One short flag per option, the same in every task: invoke would otherwise pick a free letter
+# per task (-a was --param in one task and --pause in another). Options not listed are long only.
+SHORT_FLAGS = {
+    "env": "e",
+    "pipeline": "p",
+    "param": "P",
+    "local": "l",
+    "verbose": "v",
+    "wait": "w",
+    "dry_run": "d",
+    "json": "j",
+    "cron": "c",
+    "run": "r",
+}
+
+
+class VertexkitTask(Task):
+    """An invoke task whose short flags come from :data:`SHORT_FLAGS`, never guessed."""
+
+    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
+        opts = super().arg_opts(name, default, taken_names)
+        if name in SHORT_FLAGS:
+            opts["names"] = [*opts["names"], SHORT_FLAGS[name]]
+        return opts
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """``invoke.task`` with the project's short flags (use it for the team's own tasks too)."""
+    kwargs.setdefault("klass", VertexkitTask)
+    kwargs.setdefault("auto_shortflags", False)
+    return invoke_task(*args, **kwargs)
 
 
 def project_root(start: Path | None = None) -> Path:
@@ -34,10 +68,29 @@ def _fail(exc: Exception) -> Exit:
     return Exit(f"error: {exc}", 1)
 
 
+def _required_env(root: Path, env: str | None) -> str:
+    """The --env value, or a usage error naming the environments of config/."""
+    if env:
+        return env
+    known = ", ".join(environments(root)) or "none: add config/<env>.yaml"
+    raise Exit(f"error: --env ENV is required (environments in config/: {known})", 2)
+
+
+def _required(value: str | None, option: str, hint: str) -> str:
+    if value:
+        return value
+    raise Exit(f"error: {option} is required ({hint})", 2)
+
+
+def _pipelines_hint(root: Path) -> str:
+    return f"pipelines: {', '.join(compiling.discover(root)) or 'none in pipelines/'}"
+
+
 @task(
     help={
-        "pipeline": "compile only this pipeline (default: every file in pipelines/)",
-        "env": "environment to compile for: its parameter values, caching and built image",
+        "pipeline": "NAME: compile only this pipeline (default: every file in pipelines/)",
+        "env": "ENV: environment to compile for: its parameter values, caching and the image "
+        "`invoke build --env ENV` pushed (default: base.yaml alone, for local use)",
     }
 )
 def compile(c: Context, pipeline: str | None = None, env: str | None = None) -> None:
@@ -59,10 +112,10 @@ def compile(c: Context, pipeline: str | None = None, env: str | None = None) -> 
 @task(
     iterable=["param"],
     help={
-        "pipeline": "pipeline to run, the name of a file in pipelines/",
+        "pipeline": "NAME: pipeline to run, the name of a file in pipelines/ (required)",
         "local": "run on the embedded KFP local runner (no cloud account needed)",
-        "param": "override a parameter, key=value (repeatable); typed from the pipeline",
-        "env": "environment: its config and, without --local, where the run is submitted",
+        "param": "KEY=VALUE: override a parameter (repeatable); typed from the pipeline",
+        "env": "ENV: environment: its config and, without --local, where the run is submitted",
         "verbose": "stream the runner's full log instead of one line per task",
         "wait": "follow the submitted run's task states until it ends; fail if it fails",
         "dry_run": "print the request instead of sending it",
@@ -87,7 +140,7 @@ def run(
     root = project_root()
     available = ", ".join(compiling.discover(root)) or "none"
     if not pipeline:
-        raise Exit(f"error: name the pipeline with --pipeline (available: {available})", 2)
+        raise Exit(f"error: name the pipeline with --pipeline NAME (available: {available})", 2)
     if not local:
         if not env:
             raise Exit("error: add --local to run here, or --env ENV to submit to Vertex AI", 2)
@@ -110,7 +163,7 @@ def run(
     print(local_runner.summary(result, root))
 
 
-@task(help={"env": "environment to show (default: base.yaml alone, as local runs use it)"})
+@task(help={"env": "ENV: environment to show (default: base.yaml alone, as local runs use it)"})
 def config(c: Context, env: str | None = None) -> None:
     """Validate the configuration and print it as the tasks see it."""
     root = project_root()
@@ -135,7 +188,7 @@ def lint(c: Context) -> None:
             print("pre-commit skipped: not a git repository (run `git init` to enable it)")
 
 
-@task(help={"args": "extra arguments for pytest, e.g. '-k training -x'"})
+@task(help={"args": "ARGS: extra arguments for pytest, e.g. '-k training -x'"})
 def test(c: Context, args: str = "") -> None:
     """Run the project's tests."""
     with c.cd(str(project_root())):
@@ -189,7 +242,7 @@ def _apply(
 
 
 _CLOUD_HELP = {
-    "env": "environment (a config/<env>.yaml)",
+    "env": "ENV: the environment, a config/ENV.yaml (required)",
     "dry_run": "print the commands and requests instead of running them",
     "json": "with --dry-run: print the steps as a JSON array",
 }
@@ -197,10 +250,15 @@ _CLOUD_HELP = {
 
 @task(help={**_CLOUD_HELP, "local_docker": "build with the local Docker engine, not Cloud Build"})
 def build(
-    c: Context, env: str, local_docker: bool = False, dry_run: bool = False, json: bool = False
+    c: Context,
+    env: str | None = None,
+    local_docker: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
 ) -> None:
     """Build and push the components base image; its digest is recorded for compile."""
     root = project_root()
+    env = _required_env(root, env)
     steps = _cloud(
         lambda config, release: plans.plan_build(root, config, release, local_docker=local_docker),
         root,
@@ -210,9 +268,10 @@ def build(
 
 
 @task(help=_CLOUD_HELP)
-def publish(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
+def publish(c: Context, env: str | None = None, dry_run: bool = False, json: bool = False) -> None:
     """Upload the compiled templates to the environment's Artifact Registry repository."""
     root = project_root()
+    env = _required_env(root, env)
     names = list(compiling.discover(root))
     steps = _cloud(
         lambda config, release: plans.plan_publish(root, config, release, names), root, env
@@ -227,15 +286,15 @@ def publish(c: Context, env: str, dry_run: bool = False, json: bool = False) -> 
     iterable=["param"],
     help={
         **_CLOUD_HELP,
-        "pipeline": "pipeline to run after publishing (default: training)",
-        "param": "override a parameter of that run, key=value (repeatable)",
+        "pipeline": "NAME: pipeline to run after publishing (default: training)",
+        "param": "KEY=VALUE: override a parameter of that run (repeatable)",
         "local_docker": "build with the local Docker engine, not Cloud Build",
         "wait": "follow the run until it ends; fail if it fails",
     },
 )
 def deploy(
     c: Context,
-    env: str,
+    env: str | None = None,
     pipeline: str = "training",
     param: list[str] | None = None,
     local_docker: bool = False,
@@ -247,6 +306,7 @@ def deploy(
     from vertexkit.project.params import parse_assignments
 
     root = project_root()
+    env = _required_env(root, env)
     steps = _cloud(
         lambda config, release: plans.plan_deploy(
             root,
@@ -266,18 +326,18 @@ def deploy(
     iterable=["param"],
     help={
         **_CLOUD_HELP,
-        "pipeline": "the scheduled pipeline",
-        "cron": "when to run, e.g. 'TZ=Europe/Paris 0 6 * * 1' (create or update)",
+        "pipeline": "NAME: the scheduled pipeline (required)",
+        "cron": "CRON: when to run, e.g. 'TZ=Europe/Paris 0 6 * * 1' (create or update)",
         "pause": "pause the schedule",
         "resume": "resume the schedule",
         "delete": "delete the schedule",
-        "param": "parameter of the scheduled runs, key=value (repeatable)",
+        "param": "KEY=VALUE: parameter of the scheduled runs (repeatable)",
     },
 )
 def schedule(
     c: Context,
-    env: str,
-    pipeline: str,
+    env: str | None = None,
+    pipeline: str | None = None,
     cron: str | None = None,
     pause: bool = False,
     resume: bool = False,
@@ -294,6 +354,8 @@ def schedule(
         raise Exit("error: give --cron, or one of --pause, --resume, --delete", 2)
     action = chosen[0] if chosen else "create"
     root = project_root()
+    env = _required_env(root, env)
+    pipeline = _required(pipeline, "--pipeline NAME", _pipelines_hint(root))
     steps = _cloud(
         lambda config, release: plans.plan_schedule(
             root, config, release, pipeline, action, cron, parse_assignments(param or [])
@@ -305,21 +367,32 @@ def schedule(
 
 
 @task(help=_CLOUD_HELP)
-def status(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
+def status(c: Context, env: str | None = None, dry_run: bool = False, json: bool = False) -> None:
     """Recent pipeline runs with their state and console links."""
     root = project_root()
+    env = _required_env(root, env)
     steps = _cloud(lambda config, _: for_config(config).plan_list_runs(), root, env, release=False)
     responses = _apply(steps, dry_run, json, env)
     if not dry_run:
         print(for_config(load_config(root, env)).render_runs(responses))
 
 
-@task(help={**_CLOUD_HELP, "run": "the run id (see `invoke status`)"})
-def logs(c: Context, env: str, run: str, dry_run: bool = False, json: bool = False) -> None:
+@task(
+    help={**_CLOUD_HELP, "run": "RUN: the run id, as `invoke status --env ENV` lists it (required)"}
+)
+def logs(
+    c: Context,
+    env: str | None = None,
+    run: str | None = None,
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
     """Task states and errors of one run, and where its full logs are."""
     root = project_root()
+    env = _required_env(root, env)
+    run_id = _required(run, "--run RUN", f"the run ids: `invoke status --env {env}`")
     steps = _cloud(
-        lambda config, _: for_config(config).plan_read_run(run), root, env, release=False
+        lambda config, _: for_config(config).plan_read_run(run_id), root, env, release=False
     )
     responses = _apply(steps, dry_run, json, env)
     if not dry_run:
@@ -327,11 +400,12 @@ def logs(c: Context, env: str, run: str, dry_run: bool = False, json: bool = Fal
 
 
 @task(help=_CLOUD_HELP)
-def precheck(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
+def precheck(c: Context, env: str | None = None, dry_run: bool = False, json: bool = False) -> None:
     """Check APIs, buckets, repositories, service accounts and your permissions."""
     from vertexkit.gcp import precheck as checking
 
     root = project_root()
+    env = _required_env(root, env)
     try:
         config = load_config(root, env)
         checks = checking.plan_checks(config)
