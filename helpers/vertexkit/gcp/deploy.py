@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import yaml
+
 from vertexkit.gcp import build
 from vertexkit.local import pipelines as compiling
 from vertexkit.orchestrators import for_config
@@ -18,6 +20,7 @@ from vertexkit.steps import LocalStep, Step
 
 __all__ = [
     "Release",
+    "check_compiled_for",
     "plan_build",
     "plan_compile",
     "plan_deploy",
@@ -60,6 +63,60 @@ def plan_compile(project_dir: Path, config: ProjectConfig, names: list[str]) -> 
     )
 
 
+def _executor_images(path: Path) -> list[str]:
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise compiling.PipelineError(f"{path}: cannot read the compiled pipeline: {exc}") from None
+    executors = (
+        (spec or {}).get("deploymentSpec", {}).get("executors", {})
+        if isinstance(spec, dict)
+        else {}
+    )
+    return sorted(
+        {
+            str(executor["container"]["image"])
+            for executor in executors.values()
+            if isinstance(executor, dict) and "image" in executor.get("container", {})
+        }
+    )
+
+
+def check_compiled_for(project_dir: Path, env: str, compiled: Mapping[str, Path]) -> None:
+    """Refuse templates that ``invoke compile --env ENV`` did not bind to ``env``'s image.
+
+    ``invoke compile`` without ``--env`` leaves components on the base image's local tag (an
+    image without a registry host), which Vertex AI and Kubeflow cannot pull; a template
+    compiled before the environment's latest build names an older digest of its image.
+    Missing files are left to the orchestrator, which names them.
+    """
+    fix = (
+        f"run `invoke build --env {env}` (once per image change), then `invoke compile --env {env}`"
+    )
+    try:
+        built: str | None = build.read_image(project_dir, env)
+    except build.BuildError:
+        built = None
+    for path in compiled.values():
+        if not path.is_file():
+            continue
+        shown = path.relative_to(project_dir) if path.is_relative_to(project_dir) else path
+        images = _executor_images(path)
+        local = [image for image in images if "/" not in image]
+        if local:
+            raise compiling.PipelineError(
+                f"{shown} was compiled without --env: its components use the local image "
+                f"{local[0]!r}, which {env!r} cannot pull; {fix}, then publish again"
+            )
+        repository = built.split("@")[0] if built else None
+        older = [i for i in images if repository and i.split("@")[0] == repository and i != built]
+        if older:
+            raise compiling.PipelineError(
+                f"{shown} was compiled with {older[0]!r}, not the image last built for {env!r} "
+                f"({built}); run `invoke compile --env {env}`, then publish again"
+            )
+
+
 def plan_publish(
     project_dir: Path,
     config: ProjectConfig,
@@ -68,7 +125,13 @@ def plan_publish(
     *,
     compiled_earlier: bool = True,
 ) -> list[Step]:
-    """Upload the compiled templates to the orchestrator's template store."""
+    """Upload the compiled templates to the orchestrator's template store.
+
+    Templates compiled earlier must be compiled for this environment (see
+    :func:`check_compiled_for`); plans that compile first (deploy) bind them themselves.
+    """
+    if compiled_earlier:
+        check_compiled_for(project_dir, config.environment, templates(project_dir, names))
     return for_config(config).plan_publish(
         templates(project_dir, names), release, compiled_earlier=compiled_earlier
     )
