@@ -14,9 +14,12 @@ import yaml
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def invoke(project: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def invoke(
+    project: Path, *args: str, cwd: Path | None = None, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``invoke <args>`` with the project's tasks.py, from ``cwd`` (default: the project)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERTEXKIT__")}
+    env.update(environ or {})
     return subprocess.run(
         [sys.executable, "-m", "invoke", "--search-root", str(project), *args],
         cwd=cwd or project,
@@ -304,3 +307,29 @@ def test_required_options_name_what_is_valid(project: Path) -> None:
     assert_user_error(
         result, 2, "error: --run RUN is required (the run ids: `invoke status --env dev`)"
     )
+
+
+def test_run_local_without_credentials_says_how_to_get_them(project: Path, tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "pipelines" / "cloud_read.py", project / "pipelines" / "cloud_read.py")
+    (tmp_path / "gcloud").mkdir()
+    no_credentials = {  # no ADC file, an empty gcloud config, no metadata server
+        "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "absent.json"),
+        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+        "GCE_METADATA_HOST": "127.0.0.1:9",
+        "GCE_METADATA_IP": "127.0.0.1:9",
+    }
+    result = invoke(project, "run", "--local", "-p", "cloud_read", environ=no_credentials)
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.splitlines()
+    assert lines[:3] == [
+        "error: pipeline 'cloud_read' failed at task 'read-table': the task needs Google Cloud "
+        "credentials and found none (DefaultCredentialsError: File "
+        f"{tmp_path / 'absent.json'} was not found.)",
+        f"  GOOGLE_APPLICATION_CREDENTIALS names {tmp_path / 'absent.json'}, which does not "
+        "exist: unset it or point it at a credentials file",
+        "  get Application Default Credentials with `gcloud auth application-default login` "
+        "(in CI: Workload Identity Federation), then run again",
+    ]
+    assert lines[3].startswith("  full log: build/local/logs/cloud_read-")
+    assert len(lines) == 4
+    assert "Traceback" not in result.stderr

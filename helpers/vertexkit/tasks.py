@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -159,8 +161,40 @@ def run(
     except _USER_ERRORS as exc:
         raise _fail(exc) from None
     except local_runner.LocalRunError as exc:
-        raise _fail(exc) from None
+        raise Exit(f"error: {_explain_credentials(str(exc))}", 1) from None
     print(local_runner.summary(result, root))
+
+
+# How google-auth says that it found no usable credentials, in a task's traceback.
+_NO_CREDENTIALS = re.compile(
+    r"^\s*google\.auth\.exceptions\.(DefaultCredentialsError|RefreshError): ?(.*)$", re.M
+)
+
+
+def _explain_credentials(message: str) -> str:
+    """A failed local run whose task found no Google credentials: say so and how to get them.
+
+    The runner's message shows the failing task's output; when that is google-auth's
+    traceback, the traceback gives way to what is missing and the command that provides it.
+    """
+    found = _NO_CREDENTIALS.search(message)
+    if not found:
+        return message
+    kind, detail = found.groups()
+    head = message.split(";", 1)[0].split("\n", 1)[0]
+    log = [line.strip() for line in message.splitlines() if line.strip().startswith("full log:")]
+    lines = [f"{head}: the task needs Google Cloud credentials and found none ({kind}: {detail})"]
+    named = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if named and not Path(named).is_file():
+        lines.append(
+            f"GOOGLE_APPLICATION_CREDENTIALS names {named}, which does not exist: "
+            "unset it or point it at a credentials file"
+        )
+    lines.append(
+        "get Application Default Credentials with `gcloud auth application-default login` "
+        "(in CI: Workload Identity Federation), then run again"
+    )
+    return "\n  ".join(lines + log)
 
 
 @task(help={"env": "ENV: environment to show (default: base.yaml alone, as local runs use it)"})
