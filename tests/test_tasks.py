@@ -72,7 +72,8 @@ def test_outside_a_project(tmp_path: Path) -> None:
 def test_compile_writes_build_pipelines_from_a_subfolder(project: Path) -> None:
     result = invoke(project, "compile", cwd=project / "pipelines")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "compiled build/pipelines/training.yaml\n"
+    # A path that works from where the user stands: outside the working directory, absolute.
+    assert result.stdout == f"compiled {project.resolve()}/build/pipelines/training.yaml\n"
     compiled = project / "build" / "pipelines" / "training.yaml"
     spec = yaml.safe_load(compiled.read_text())
     assert spec["pipelineInfo"]["name"] == "demo-training"
@@ -176,6 +177,8 @@ def test_run_local_succeeds_with_params(project: Path) -> None:
     assert "parameters: shared_param=1, n=2, label='lines', ratio=1.0" in out
     assert "[1/2] make-data" in out and "[2/2] describe" in out
     assert "Pipeline 'training' succeeded in" in out
+    # Every parameter the run got, in the order of the pipeline's signature.
+    assert "\n  parameters: n=2, shared_param=1, label='lines', ratio=1.0\n" in out
     assert "  description: lines:2:1.0" in out
     assert "    rows               2\n" in out
     assert "  log: build/local/logs/training-" in out
@@ -333,3 +336,29 @@ def test_run_local_without_credentials_says_how_to_get_them(project: Path, tmp_p
     assert lines[3].startswith("  full log: build/local/logs/cloud_read-")
     assert len(lines) == 4
     assert "Traceback" not in result.stderr
+
+
+def test_run_local_summary_shows_defaults_used(project: Path) -> None:
+    shutil.copy(FIXTURES / "pipelines" / "defaults.py", project / "pipelines" / "defaults.py")
+    result = invoke(project, "run", "-l", "-p", "defaults", "-P", "label=y")
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.split("Pipeline 'defaults' succeeded in", 1)[1]
+    used = summary.splitlines()[1]
+    assert used.startswith("  parameters: ")
+    assert used == "  parameters: n=1 (default), label='y', shared_param=1"
+
+
+def test_paths_are_relative_to_where_the_user_stands(project: Path) -> None:
+    outside = project.parent  # invoke --search-root project, from the folder above it
+    result = invoke(project, "compile", cwd=outside)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "compiled project/build/pipelines/training.yaml\n"
+    result = invoke(project, "run", "--local", "-p", "training", cwd=outside)
+    assert result.returncode == 0, result.stderr
+    assert "\n  log: project/build/local/logs/training-" in result.stdout
+    assert "\n  outputs: project/build/local/demo-training-" in result.stdout
+    shutil.copy(FIXTURES / "pipelines" / "failing.py", project / "pipelines" / "failing.py")
+    inside = project / "pipelines"
+    result = invoke(project, "run", "--local", "-p", "failing", cwd=inside)
+    assert result.returncode == 1
+    assert f"\n  full log: {project.resolve()}/build/local/logs/failing-" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import sys
@@ -57,13 +58,25 @@ def task(*args: Any, **kwargs: Any) -> Any:
     return invoke_task(*args, **kwargs)
 
 
-def project_root(start: Path | None = None) -> Path:
-    """The nearest directory at or above ``start`` that holds ``config/base.yaml``."""
+def project_root(start: Path | None = None, c: Context | None = None) -> Path:
+    """The nearest directory at or above ``start`` (default: the working directory) that holds
+    ``config/base.yaml``; else, given the task's context, the project whose tasks.py invoke
+    loaded (``invoke --search-root PROJECT ...`` run from another folder)."""
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
+    # invoke records the folder of the tasks.py it loaded as the prefix of project config files.
+    prefix = getattr(c.config, "_project_prefix", None) if c is not None else None
+    loaded = [Path(prefix).resolve()] if isinstance(prefix, str) else []
+    for folder in (here, *here.parents, *loaded):
         if (folder / "config" / "base.yaml").is_file():
             return folder
     raise Exit(f"no config/base.yaml in {here} or above: run this inside a vertexkit project", 2)
+
+
+def shown_path(path: Path | str) -> str:
+    """``path`` as the user can use it where they stand: relative to the working directory
+    when inside it, else absolute."""
+    path, here = Path(path).resolve(), Path.cwd().resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
 
 def _fail(exc: Exception) -> Exit:
@@ -99,7 +112,7 @@ def compile(c: Context, pipeline: str | None = None, env: str | None = None) -> 
     """Compile pipelines to build/pipelines/<name>.yaml."""
     from vertexkit.gcp import build
 
-    root = project_root()
+    root = project_root(c=c)
     try:
         config = load_config(root, env)
         image = build.read_image(root, env) if env else None
@@ -108,7 +121,7 @@ def compile(c: Context, pipeline: str | None = None, env: str | None = None) -> 
     except (*_USER_ERRORS, CloudError) as exc:
         raise _fail(exc) from None
     for path in written:
-        print(f"compiled {path.relative_to(root)}")
+        print(f"compiled {shown_path(path)}")
 
 
 @task(
@@ -139,7 +152,7 @@ def run(
     from vertexkit.local import runner as local_runner
     from vertexkit.project.params import parse_assignments
 
-    root = project_root()
+    root = project_root(c=c)
     available = ", ".join(compiling.discover(root)) or "none"
     if not pipeline:
         raise Exit(f"error: name the pipeline with --pipeline NAME (available: {available})", 2)
@@ -153,7 +166,7 @@ def run(
             root,
             env,
         )
-        _apply(steps, dry_run, json, env, follow=wait)
+        _apply(steps, dry_run, json, env, root=root, follow=wait)
         return
     try:
         overrides = parse_assignments(param or [])
@@ -161,9 +174,36 @@ def run(
     except _USER_ERRORS as exc:
         raise _fail(exc) from None
     except local_runner.LocalRunError as exc:
-        raise Exit(f"error: {_explain_credentials(str(exc))}", 1) from None
-    print(local_runner.summary(result, root))
+        message = _FULL_LOG.sub(lambda m: m[1] + shown_path(root / m[2]), str(exc))
+        raise Exit(f"error: {_explain_credentials(message)}", 1) from None
+    # Paths as seen from where the user stands (the summary makes them relative to its root).
+    first, *rest = local_runner.summary(result, Path.cwd()).split("\n")
+    used = _parameters_used(root, pipeline, env, overrides)
+    print("\n".join([first, *([f"  parameters: {used}"] if used else []), *rest]))
 
+
+def _parameters_used(root: Path, name: str, env: str | None, overrides: dict[str, str]) -> str:
+    """Every parameter of the pipeline with the value the run got: configured, given with
+    --param, or the pipeline's default (marked so)."""
+    from vertexkit.project.params import parameter_specs
+
+    pipeline = compiling.load_pipeline(root, name)
+    given = compiling.configured_parameters(load_config(root, env), name, pipeline, overrides)
+    specs = parameter_specs(compiling.pipeline_spec(pipeline))
+    # In the order of the pipeline function's signature (the IR's order varies).
+    signature = list(inspect.signature(pipeline.pipeline_func).parameters)
+    shown = []
+    for key in sorted(specs, key=lambda k: (signature.index(k) if k in signature else 1_000, k)):
+        spec = specs[key]
+        if key in given:
+            shown.append(f"{key}={given[key]!r}")
+        elif spec.optional:
+            shown.append(f"{key}={spec.default!r} (default)")
+    return ", ".join(shown)
+
+
+# The runner's failure message names the log relative to the project.
+_FULL_LOG = re.compile(r"^(\s*full log: )(.+)$", re.M)
 
 # How google-auth says that it found no usable credentials, in a task's traceback.
 _NO_CREDENTIALS = re.compile(
@@ -200,7 +240,7 @@ def _explain_credentials(message: str) -> str:
 @task(help={"env": "ENV: environment to show (default: base.yaml alone, as local runs use it)"})
 def config(c: Context, env: str | None = None) -> None:
     """Validate the configuration and print it as the tasks see it."""
-    root = project_root()
+    root = project_root(c=c)
     try:
         loaded = load_config(root, env)
     except ConfigError as exc:
@@ -212,7 +252,7 @@ def config(c: Context, env: str | None = None) -> None:
 @task
 def lint(c: Context) -> None:
     """Run ruff (lint and format check) and the pre-commit hooks."""
-    root = project_root()
+    root = project_root(c=c)
     with c.cd(str(root)):
         c.run(f"{sys.executable} -m ruff check .", pty=False)
         c.run(f"{sys.executable} -m ruff format --check .", pty=False)
@@ -225,7 +265,7 @@ def lint(c: Context) -> None:
 @task(help={"args": "ARGS: extra arguments for pytest, e.g. '-k training -x'"})
 def test(c: Context, args: str = "") -> None:
     """Run the project's tests."""
-    with c.cd(str(project_root())):
+    with c.cd(str(project_root(c=c))):
         c.run(f"{sys.executable} -m pytest {args}".strip(), pty=False)
 
 
@@ -244,7 +284,7 @@ def _cloud(plan: Any, root: Path, env: str, *, release: bool = True) -> list[Any
 
 
 def _apply(
-    steps: list[Any], dry_run: bool, as_json: bool, env: str, *, follow: bool = False
+    steps: list[Any], dry_run: bool, as_json: bool, env: str, *, root: Path, follow: bool = False
 ) -> Any:
     """Show (dry run) or send the steps; with ``follow``, wait for the submitted run."""
     if as_json and not dry_run:
@@ -253,7 +293,7 @@ def _apply(
         responses = execute(steps, dry_run=dry_run, as_json=as_json)
         if dry_run:
             return responses
-        orchestrator = for_config(load_config(project_root(), env))
+        orchestrator = for_config(load_config(root, env))
         run = orchestrator.submitted(responses)
         if run:
             print(f"submitted {run.run_id}: {run.url}")
@@ -291,26 +331,26 @@ def build(
     json: bool = False,
 ) -> None:
     """Build and push the components base image; its digest is recorded for compile."""
-    root = project_root()
+    root = project_root(c=c)
     env = _required_env(root, env)
     steps = _cloud(
         lambda config, release: plans.plan_build(root, config, release, local_docker=local_docker),
         root,
         env,
     )
-    _apply(steps, dry_run, json, env)
+    _apply(steps, dry_run, json, env, root=root)
 
 
 @task(help=_CLOUD_HELP)
 def publish(c: Context, env: str | None = None, dry_run: bool = False, json: bool = False) -> None:
     """Upload the compiled templates to the environment's Artifact Registry repository."""
-    root = project_root()
+    root = project_root(c=c)
     env = _required_env(root, env)
     names = list(compiling.discover(root))
     steps = _cloud(
         lambda config, release: plans.plan_publish(root, config, release, names), root, env
     )
-    responses = _apply(steps, dry_run, json, env)
+    responses = _apply(steps, dry_run, json, env, root=root)
     if not dry_run:
         for line in for_config(load_config(root, env)).published(responses):
             print(line)
@@ -339,7 +379,7 @@ def deploy(
     """Build, compile, publish and run, in that order; stops at the first failure."""
     from vertexkit.project.params import parse_assignments
 
-    root = project_root()
+    root = project_root(c=c)
     env = _required_env(root, env)
     steps = _cloud(
         lambda config, release: plans.plan_deploy(
@@ -353,7 +393,7 @@ def deploy(
         root,
         env,
     )
-    _apply(steps, dry_run, json, env, follow=wait)
+    _apply(steps, dry_run, json, env, root=root, follow=wait)
 
 
 @task(
@@ -387,7 +427,7 @@ def schedule(
     if len(chosen) > 1 or (chosen and cron):
         raise Exit("error: give --cron, or one of --pause, --resume, --delete", 2)
     action = chosen[0] if chosen else "create"
-    root = project_root()
+    root = project_root(c=c)
     env = _required_env(root, env)
     pipeline = _required(pipeline, "--pipeline NAME", _pipelines_hint(root))
     steps = _cloud(
@@ -397,16 +437,16 @@ def schedule(
         root,
         env,
     )
-    _apply(steps, dry_run, json, env)
+    _apply(steps, dry_run, json, env, root=root)
 
 
 @task(help=_CLOUD_HELP)
 def status(c: Context, env: str | None = None, dry_run: bool = False, json: bool = False) -> None:
     """Recent pipeline runs with their state and console links."""
-    root = project_root()
+    root = project_root(c=c)
     env = _required_env(root, env)
     steps = _cloud(lambda config, _: for_config(config).plan_list_runs(), root, env, release=False)
-    responses = _apply(steps, dry_run, json, env)
+    responses = _apply(steps, dry_run, json, env, root=root)
     if not dry_run:
         print(for_config(load_config(root, env)).render_runs(responses))
 
@@ -422,13 +462,13 @@ def logs(
     json: bool = False,
 ) -> None:
     """Task states and errors of one run, and where its full logs are."""
-    root = project_root()
+    root = project_root(c=c)
     env = _required_env(root, env)
     run_id = _required(run, "--run RUN", f"the run ids: `invoke status --env {env}`")
     steps = _cloud(
         lambda config, _: for_config(config).plan_read_run(run_id), root, env, release=False
     )
-    responses = _apply(steps, dry_run, json, env)
+    responses = _apply(steps, dry_run, json, env, root=root)
     if not dry_run:
         print(for_config(load_config(root, env)).render_run(responses))
 
@@ -438,7 +478,7 @@ def precheck(c: Context, env: str | None = None, dry_run: bool = False, json: bo
     """Check APIs, buckets, repositories, service accounts and your permissions."""
     from vertexkit.gcp import precheck as checking
 
-    root = project_root()
+    root = project_root(c=c)
     env = _required_env(root, env)
     try:
         config = load_config(root, env)
