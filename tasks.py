@@ -15,6 +15,13 @@ SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12")
 DEMO_ANSWERS = {"gcp_project_id": "acme-ml-dev"}
 
 
+def shown(path: Path) -> str:
+    """``path`` as the user can use it where they stand: relative inside the working
+    directory, else absolute."""
+    path, here = path.resolve(), Path.cwd().resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
+
 def render(dest: Path, answers: dict[str, object]) -> None:
     """Render the template from this checkout (its working tree, edits included)."""
     from copier import run_copy
@@ -41,7 +48,7 @@ def demo(c: Context, dest: str = "build/demo") -> None:
     if version not in SUPPORTED_PYTHONS:
         raise Exit(f"the demo needs Python {', '.join(SUPPORTED_PYTHONS)}; this is {version}", 2)
     target = (ROOT / dest).resolve()
-    print(f"==> rendering the template into {target.relative_to(ROOT)} (Python {version})")
+    print(f"==> rendering the template into {shown(target)} (Python {version})")
     render(target, {**DEMO_ANSWERS, "python_version": version})
 
     venv_bin = target / ".venv" / "bin"
@@ -68,13 +75,15 @@ def demo(c: Context, dest: str = "build/demo") -> None:
         cwd=target,
         check=True,
     )
-    with c.cd(str(target)):
-        for pipeline in ("training", "prediction"):
-            print(f"==> invoke run --local --pipeline {pipeline}", flush=True)
-            c.run(f"{venv_bin / 'invoke'} run --local --pipeline {pipeline}", pty=False)
-    print(
-        f"\nThe demo project is in {target.relative_to(ROOT)}; its README explains what is where."
-    )
+    # Run from here, not from the project, so that the paths the runs print work from here.
+    for pipeline in ("training", "prediction"):
+        print(f"==> invoke --search-root {shown(target)} run --local --pipeline {pipeline}")
+        sys.stdout.flush()
+        c.run(
+            f"{venv_bin / 'invoke'} --search-root {target} run --local --pipeline {pipeline}",
+            pty=False,
+        )
+    print(f"\nThe demo project is in {shown(target)}; its README explains what is where.")
 
 
 @task(help={"args": "extra pytest arguments, e.g. '-m \"not slow\"' or '-k render'"})
