@@ -178,7 +178,10 @@ def run(
         raise Exit(f"error: {_explain_credentials(message)}", 1) from None
     # Paths as seen from where the user stands (the summary makes them relative to its root).
     first, *rest = local_runner.summary(result, Path.cwd()).split("\n")
-    used = _parameters_used(root, pipeline, env, overrides)
+    try:
+        used = _parameters_used(root, pipeline, env, overrides)
+    except _USER_ERRORS:  # the run got past these checks: only a pipeline edited meanwhile
+        used = ""
     print("\n".join([first, *([f"  parameters: {used}"] if used else []), *rest]))
 
 
