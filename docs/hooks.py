@@ -8,6 +8,7 @@ pages cannot drift from the code; ``tests/test_docs.py`` compares the built site
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import types
@@ -140,6 +141,14 @@ def flags(argument: Any) -> list[str]:
     return [f"-{name}" if len(name) == 1 else f"--{name}" for name in names]
 
 
+def arguments(task: Any) -> list[Any]:
+    """The task's invoke Arguments. ``Task.get_arguments`` consumes the task's help texts (a
+    second call has none), so it runs on a copy."""
+    clone = copy.copy(task)
+    clone.help = dict(task.help)
+    return clone.get_arguments()
+
+
 def option_default(argument: Any) -> str:
     default = argument.default
     return "" if default is None or default == [] else json.dumps(default)
@@ -164,12 +173,12 @@ def tasks_page(root: Path) -> str:
         lines += [f"## invoke {name} {{#{name}}}", ""]
         doc = inspect.cleandoc(task.__doc__ or "").replace("``", "")
         lines += [text(paragraph) + "\n" for paragraph in doc.split("\n\n") if paragraph.strip()]
-        arguments = task.get_arguments()
-        if not arguments:
+        options = arguments(task)
+        if not options:
             lines += ["No options.", ""]
             continue
         lines += ["| Flags | Default | Help |", "| --- | --- | --- |"]
-        for argument in arguments:
+        for argument in options:
             cells = [
                 ", ".join(code(flag) for flag in flags(argument)),
                 code(option_default(argument)) if option_default(argument) else "",

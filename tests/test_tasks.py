@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -283,7 +284,9 @@ def test_an_option_has_the_same_flags_in_every_task() -> None:
     collection = namespace()
     flags: dict[str, dict[str, tuple[str, ...]]] = {}
     for name in collection.task_names:
-        for argument in collection[name].get_arguments():
+        task = copy.copy(collection[name])
+        task.help = dict(task.help)  # get_arguments consumes the help texts
+        for argument in task.get_arguments():
             flags.setdefault(argument.name, {})[name] = tuple(sorted(argument.names))
     shared = {option: by_task for option, by_task in flags.items() if len(by_task) > 1}
     assert {"env", "pipeline", "param", "dry_run", "json"} <= set(shared)
