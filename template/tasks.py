@@ -1,9 +1,7 @@
 """Tasks of this project: `invoke --list` shows them, `invoke --help TASK` explains one.
 
 The standard tasks come from vertexkit, so upgrading it delivers their fixes. Add the team's
-own tasks below and register them with `ns.add_task(...)`; define them with
-`from vertexkit.tasks import task` and their options get the same short flags as the standard
-ones (-e for --env, -p for --pipeline, -P for --param...).
+own tasks below and register them with `ns.add_task(...)`.
 """
 
 from vertexkit.tasks import namespace

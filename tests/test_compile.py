@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.fixture_project import copy_project
 from vertexkit.local.pipelines import (
+    IncompleteCompileError,
     PipelineError,
     compile_pipelines,
     configured_parameters,
     discover,
+    for_environment,
     load_pipeline,
     pipeline_spec,
 )
@@ -101,7 +105,8 @@ def test_load_pipeline_file_without_a_pipeline(project: Path) -> None:
     with pytest.raises(PipelineError) as caught:
         load_pipeline(project, "none")
     assert str(caught.value) == (
-        "pipelines/none.py: expected exactly one @dsl.pipeline function, found 0 (none)"
+        "pipelines/none.py: no @dsl.pipeline function in this file; every pipelines/<name>.py "
+        "defines one (put helper modules in pipelines/_<name>.py)"
     )
 
 
@@ -110,7 +115,48 @@ def test_load_pipeline_file_with_two_pipelines(project: Path) -> None:
     with pytest.raises(PipelineError) as caught:
         load_pipeline(project, "two")
     assert str(caught.value) == (
-        "pipelines/two.py: expected exactly one @dsl.pipeline function, found 2 (first, second)"
+        "pipelines/two.py: 2 @dsl.pipeline functions that no other pipeline in the file calls "
+        "(first, second): say which one this file runs with a module-level "
+        "PIPELINE = <function>, e.g. PIPELINE = first"
+    )
+
+
+def test_load_pipeline_with_sub_pipelines_returns_the_one_nobody_calls(project: Path) -> None:
+    add_pipeline(project, "nested")
+    add_pipeline(project, "_steps")
+    pipeline = load_pipeline(project, "nested")
+    assert pipeline.name == "demo-nested"
+    spec = pipeline_spec(pipeline)
+    assert set(spec["root"]["dag"]["tasks"]) == {"scaled", "shared-step"}
+    assert "dag" in spec["components"]["comp-scaled"]
+    # The helper module was imported (by name and relatively) for the file, then forgotten.
+    assert "_steps" not in sys.modules
+    assert not [name for name in sys.modules if name.endswith("._steps")]
+    assert list(discover(project)) == ["nested", "training"]
+
+
+def test_helper_modules_of_two_projects_stay_apart(project: Path, tmp_path: Path) -> None:
+    other = copy_project(tmp_path / "other")
+    for root, scale in ((project, 10), (other, 100)):
+        add_pipeline(root, "nested")
+        helper = add_pipeline(root, "_steps")
+        helper.write_text(helper.read_text().replace("SCALE = 10", f"SCALE = {scale}"))
+    first, second = (pipeline_spec(load_pipeline(p, "nested")) for p in (project, other))
+    assert first != second  # each file used its own project's _steps.SCALE
+
+
+def test_module_level_pipeline_name_chooses(project: Path) -> None:
+    add_pipeline(project, "chosen")
+    assert load_pipeline(project, "chosen").name == "demo-chosen"
+
+
+def test_module_level_pipeline_name_must_be_a_pipeline(project: Path) -> None:
+    target = add_pipeline(project, "chosen")
+    target.write_text(target.read_text().replace("PIPELINE = main", "PIPELINE = 'main'"))
+    with pytest.raises(PipelineError) as caught:
+        load_pipeline(project, "chosen")
+    assert str(caught.value) == (
+        "pipelines/chosen.py: PIPELINE must be a @dsl.pipeline function, got str"
     )
 
 
@@ -220,12 +266,17 @@ def test_compile_required_parameter_without_value(project: Path) -> None:
     (project / "config" / "base.yaml").write_text(
         (project / "config" / "base.yaml").read_text().replace("      n: 3\n", "")
     )
-    with pytest.raises(ParameterError) as caught:
-        compile_pipelines(project, load_config(project, environ={}))
-    assert str(caught.value) == (
-        "pipeline 'training': missing required parameter(s): n (int); "
-        "set them in config or with --param key=value"
-    )
+    (written,) = compile_pipelines(project, load_config(project, environ={}))
+    # Still required in the compiled pipeline: the run supplies the value.
+    assert compiled_inputs(written)["n"] == {"parameterType": "NUMBER_INTEGER"}
+
+
+def test_compile_pipeline_with_required_and_typed_parameters(project: Path) -> None:
+    add_pipeline(project, "required")
+    written = compile_pipelines(project, load_config(project, environ={}), ["required"])
+    inputs = compiled_inputs(written[0])
+    assert "defaultValue" not in inputs["rows"] and "defaultValue" not in inputs["trials"]
+    assert inputs["weights"]["defaultValue"] == {"a": 1.0}
 
 
 def test_compile_config_names_a_pipeline_without_a_file(project: Path) -> None:
@@ -265,11 +316,49 @@ def test_compile_unknown_name_fails_and_writes_nothing(project: Path) -> None:
     assert not (project / "build").exists()
 
 
-def test_compile_one_broken_file_blocks_the_others(project: Path) -> None:
+def test_compile_one_pipeline_ignores_other_broken_files(project: Path) -> None:
+    add_pipeline(project, "broken")
+    add_pipeline(project, "none")
+    (project / "pipelines" / "typo.py").write_text("def pipeline(:\n")
+    written = compile_pipelines(project, load_config(project, environ={}), ["training"])
+    assert written == [project / "build" / "pipelines" / "training.yaml"]
+
+
+def test_compile_the_broken_file_by_name_fails_with_its_error(project: Path) -> None:
     add_pipeline(project, "broken")
     with pytest.raises(PipelineError, match=r"^pipelines/broken\.py: import failed"):
-        compile_pipelines(project, load_config(project, environ={}), ["training"])
+        compile_pipelines(project, load_config(project, environ={}), ["broken"])
     assert not (project / "build").exists()
+
+
+def test_compile_all_reports_each_broken_file_and_compiles_the_rest(project: Path) -> None:
+    add_pipeline(project, "broken")
+    add_pipeline(project, "none")
+    add_pipeline(project, "nested")
+    add_pipeline(project, "_steps")
+    with pytest.raises(IncompleteCompileError) as caught:
+        compile_pipelines(project, load_config(project, environ={}))
+    assert str(caught.value).splitlines() == [
+        "2 of 4 pipeline files could not be compiled:",
+        "  pipelines/broken.py: import failed: ModuleNotFoundError: "
+        "No module named 'vertexkit_no_such_module'",
+        "  pipelines/none.py: no @dsl.pipeline function in this file; every "
+        "pipelines/<name>.py defines one (put helper modules in pipelines/_<name>.py)",
+        "compiled: build/pipelines/nested.yaml, build/pipelines/training.yaml",
+    ]
+    assert sorted(p.name for p in (project / "build" / "pipelines").iterdir()) == [
+        "nested.yaml",
+        "training.yaml",
+    ]
+    assert set(caught.value.broken) == {"broken", "none"}
+
+
+def test_config_entry_of_a_broken_file_is_not_a_missing_file(project: Path) -> None:
+    add_pipeline(project, "broken")
+    (project / "config" / "dev.yaml").write_text("pipelines:\n  broken:\n    parameters: {x: 1}\n")
+    config = load_config(project, "dev", environ={})
+    written = compile_pipelines(project, config, ["training"])
+    assert [p.name for p in written] == ["training.yaml"]
 
 
 def test_compile_non_finite_float_is_a_parameter_error(project: Path) -> None:
@@ -278,3 +367,147 @@ def test_compile_non_finite_float_is_a_parameter_error(project: Path) -> None:
     )
     with pytest.raises(ParameterError, match="ratio"):
         compile_pipelines(project, config)
+
+
+def test_compile_for_an_environment_replaces_only_the_base_image(project: Path) -> None:
+    pushed = "europe-west4-docker.pkg.dev/acme-ml-dev/demo-images/tiny-base@sha256:" + "b" * 64
+    config = load_config(project, "dev", environ={})
+    (written,) = compile_pipelines(project, config, image=pushed)
+    spec = yaml.safe_load(written.read_text())
+    images = {
+        name: executor["container"]["image"]
+        for name, executor in spec["deploymentSpec"]["executors"].items()
+    }
+    assert images == {"exec-make-data": "python:3.11", "exec-describe": pushed}
+
+
+def test_for_environment_keeps_other_images(project: Path) -> None:
+    spec = {
+        "deploymentSpec": {
+            "executors": {
+                "exec-a": {"container": {"image": "python:3.11"}},
+                "exec-b": {"container": {"image": "tiny-base:python3.11"}},
+                "exec-c": {"container": {"image": "tiny-base"}},
+                "exec-d": {"container": {"image": "gcr.io/x/tiny-base:1"}},
+                "exec-e": {"container": {"image": "tiny-base-extra:1"}},
+            }
+        }
+    }
+    for_environment(spec, image="r.example/p/tiny-base:abc", enable_caching=False)
+    assert {k: v["container"]["image"] for k, v in spec["deploymentSpec"]["executors"].items()} == {
+        "exec-a": "python:3.11",
+        "exec-b": "r.example/p/tiny-base:abc",
+        "exec-c": "r.example/p/tiny-base:abc",
+        "exec-d": "gcr.io/x/tiny-base:1",
+        "exec-e": "tiny-base-extra:1",
+    }
+
+
+# --------------------------------------------------------------------------- parameter types
+
+
+def test_list_items_of_the_declared_type(project: Path) -> None:
+    add_pipeline(project, "required")
+    config = load_config(project, environ={})
+    pipeline = load_pipeline(project, "required")
+    values = configured_parameters(
+        config, "required", pipeline, {"rows": "2", "trials": "[1, 2]", "weights": '{"b": 2}'}
+    )
+    assert values == {"rows": 2, "trials": [1, 2], "weights": {"b": 2}}
+    with pytest.raises(ParameterError) as caught:
+        configured_parameters(config, "required", pipeline, {"rows": "2", "trials": "[1.5]"})
+    assert str(caught.value) == (
+        "--param trials=[1.5]: parameter 'trials' expects list[int], got item [0] float 1.5"
+    )
+    with pytest.raises(ParameterError) as caught:
+        configured_parameters(
+            config, "required", pipeline, {"rows": "2", "trials": "[1]", "weights": '{"b": "x"}'}
+        )
+    assert str(caught.value) == (
+        '--param weights={"b": "x"}: parameter \'weights\' expects dict[str, float], '
+        "got item ['b'] str 'x'"
+    )
+
+
+def test_required_parameters_listed_in_name_order(project: Path) -> None:
+    add_pipeline(project, "required")
+    config = load_config(project, environ={})
+    with pytest.raises(ParameterError) as caught:
+        configured_parameters(config, "required", load_pipeline(project, "required"), None)
+    assert str(caught.value) == (
+        "pipeline 'required': missing required parameter(s): rows (int), trials (list[int]); "
+        "set them in config or with --param key=value"
+    )
+
+
+def test_configured_list_with_wrong_items_names_the_file(project: Path) -> None:
+    add_pipeline(project, "required")
+    (project / "config" / "dev.yaml").write_text(
+        "pipelines:\n  required:\n    parameters:\n      rows: 1\n      trials: [1, '2']\n"
+    )
+    config = load_config(project, "dev", environ={})
+    with pytest.raises(ParameterError) as caught:
+        compile_pipelines(project, config, ["required"])
+    assert str(caught.value) == (
+        "config/dev.yaml: pipelines.required.parameters.trials: parameter 'trials' expects "
+        "list[int], got item [1] str '2'"
+    )
+
+
+# --------------------------------------------------------------------------- parameter rules
+
+RULES = """\
+pipelines:
+  training:
+    parameter_rules:
+      n: {ge: 1, le: 10}
+      ratio: {gt: 0, lt: 1.5}
+      label: {choices: [rows, lines]}
+"""
+
+
+def with_rules(project: Path, rules: str = RULES) -> None:
+    (project / "config" / "dev.yaml").write_text(rules)
+
+
+def test_rules_refuse_values_before_anything_runs(project: Path) -> None:
+    with_rules(project)
+    config = load_config(project, "dev", environ={})
+    pipeline = load_pipeline(project, "training")
+    assert configured_parameters(config, "training", pipeline, {"n": "10"})["n"] == 10
+    with pytest.raises(ParameterError) as caught:
+        configured_parameters(config, "training", pipeline, {"n": "-3", "label": "cols"})
+    assert str(caught.value).splitlines() == [
+        "pipeline 'training': 2 parameter rules refuse their values:",
+        "  --param label=cols: parameter 'label' is 'cols', but must be one of ['rows', 'lines'] "
+        "(config/dev.yaml: pipelines.training.parameter_rules.label)",
+        "  --param n=-3: parameter 'n' is -3, but must be >= 1 and <= 10 "
+        "(config/dev.yaml: pipelines.training.parameter_rules.n)",
+    ]
+
+
+def test_rules_check_configured_values_when_compiling(project: Path) -> None:
+    with_rules(project, RULES.replace("lt: 1.5", "lt: 1"))  # base.yaml sets ratio: 1
+    with pytest.raises(ParameterError) as caught:
+        compile_pipelines(project, load_config(project, "dev", environ={}))
+    assert str(caught.value) == (
+        "config/base.yaml: pipelines.training.parameters.ratio: parameter 'ratio' is 1.0, but "
+        "must be > 0 and < 1 (config/dev.yaml: pipelines.training.parameter_rules.ratio)"
+    )
+    assert not (project / "build").exists()
+
+
+def test_rule_for_an_unknown_parameter(project: Path) -> None:
+    with_rules(project, "pipelines:\n  training:\n    parameter_rules:\n      depth: {ge: 0}\n")
+    with pytest.raises(ParameterError) as caught:
+        compile_pipelines(project, load_config(project, "dev", environ={}))
+    assert str(caught.value) == (
+        "config/dev.yaml: pipelines.training.parameter_rules.depth: pipeline 'training' has no "
+        "parameter 'depth' (its parameters: label, n, ratio, shared_param)"
+    )
+
+
+def test_bounds_on_a_string_parameter(project: Path) -> None:
+    with_rules(project, "pipelines:\n  training:\n    parameter_rules:\n      label: {ge: 0}\n")
+    with pytest.raises(ParameterError, match="bounds apply to int and float parameters"):
+        compile_pipelines(project, load_config(project, "dev", environ={}))

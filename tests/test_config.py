@@ -277,7 +277,7 @@ def test_unknown_key_in_a_pipeline_entry_gets_a_suggestion(tmp_path: Path) -> No
     write_config(tmp_path, dev="pipelines:\n  training:\n    paramters:\n      n: 4\n")
     message = config_error(tmp_path, "dev")
     assert "did you mean 'parameters'?" in message
-    assert "(valid: enable_caching, parameters)" in message
+    assert "(valid: enable_caching, parameter_rules, parameters)" in message
 
 
 def test_unknown_key_from_environment_variable(tmp_path: Path) -> None:
@@ -457,3 +457,39 @@ def test_empty_base_yaml(tmp_path: Path) -> None:
     message = config_error(tmp_path)
     assert message.startswith("invalid configuration (3 problems):")
     assert "config/base.yaml: name: required setting is missing" in message
+
+
+# --------------------------------------------------------------------------- parameter_rules
+
+
+def test_parameter_rules_are_read(tmp_path: Path) -> None:
+    write_config(
+        tmp_path,
+        dev="pipelines:\n  training:\n    parameter_rules:\n"
+        "      test_fraction: {gt: 0, lt: 1}\n      metric: {choices: [auc, f1]}\n",
+    )
+    rules = load_config(tmp_path, "dev", environ={}).pipeline("training").parameter_rules
+    assert rules["test_fraction"].describe() == "> 0 and < 1"
+    assert rules["metric"].allows("f1") and not rules["metric"].allows("acc")
+    assert rules["test_fraction"].allows(0.5) and not rules["test_fraction"].allows(1)
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ("{ge: 5, le: 1}", "no value satisfies >= 5 and <= 1"),
+        ("{gt: 1, lt: 1}", "no value satisfies > 1 and < 1"),
+        ("{ge: 0, gt: 0}", "give ge or gt, not both"),
+        ("{}", "give bounds (ge, gt, le, lt) or choices"),
+        ("{min: 0}", "unknown setting 'min'"),
+        ("{ge: '0'}", "ge"),
+        ("{choices: []}", "choices"),
+    ],
+)
+def test_invalid_parameter_rules_name_file_and_field(
+    tmp_path: Path, rule: str, problem: str
+) -> None:
+    write_config(tmp_path, dev=f"pipelines:\n  training:\n    parameter_rules:\n      n: {rule}\n")
+    message = config_error(tmp_path, "dev")
+    assert "config/dev.yaml: pipelines.training.parameter_rules.n" in message
+    assert problem in message

@@ -270,7 +270,7 @@ def test_yaml_special_project_name_renders_a_working_project(tmp_path: Path, nam
     assert imported.returncode == 0, imported.stderr
 
 
-# --- reserved_names.yaml: the package names copier.yml and vertexkit.naming refuse ------------
+# --- reserved_names.yaml: the package names copier.yml and vertexkit.project.naming refuse ----
 
 RESERVED = yaml.safe_load((ROOT / "helpers" / "vertexkit" / "reserved_names.yaml").read_text())
 PACKAGE_RE = re.compile(r"[a-z][a-z0-9_]*")

@@ -27,7 +27,7 @@ kfp:
   namespace: team-a
   token_env: KFP_TOKEN
 """
-# A commit made with fixed identity and dates has the same hash on every machine.
+# Fixed identity and dates: the same commit (shown as <commit>) on every machine.
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
     "GIT_AUTHOR_EMAIL": "t@example.com",
@@ -75,7 +75,11 @@ def _dry_run(root: Path, args: list[str]) -> list[dict]:
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
     text = result.stdout.replace(str(root), "<project>").replace(sys.executable, "<python>")
+    text = text.replace(commit, "<commit>")
     return json.loads(STAMP.sub("<timestamp>", text))
 
 

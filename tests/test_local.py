@@ -8,14 +8,22 @@ import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import distributions, version
 from pathlib import Path
 
 import pytest
 from kfp import dsl
 
 from tests.fixture_project import copy_project
-from vertexkit.local.pipelines import PipelineError
-from vertexkit.local.runner import LocalRun, LocalRunError, run_local, summary
+from vertexkit.local.pipelines import PipelineError, load_pipeline, pipeline_spec
+from vertexkit.local.runner import (
+    LocalRun,
+    LocalRunError,
+    TaskPlan,
+    planned_tasks,
+    run_local,
+    summary,
+)
 from vertexkit.project.config import ConfigError
 from vertexkit.project.params import ParameterError
 
@@ -261,3 +269,142 @@ def test_config_typo_fails_a_local_run_before_it_starts(
     with pytest.raises(PipelineError, match=r"parameters\.shared_param_typo: no pipeline declares"):
         run_local(project, "training", console=io.StringIO())
     assert not (project / "build").exists()
+
+
+# --------------------------------------------------------------------------- pipelines teams bring
+
+
+def add(project: Path, *names: str) -> None:
+    for name in names:
+        shutil.copy(FIXTURES / "pipelines" / f"{name}.py", project / "pipelines" / f"{name}.py")
+
+
+def steps_of(console: str) -> list[tuple[str, ...]]:
+    lines = [line for line in console.splitlines() if re.search(r"^\s+\[\d+", line)]
+    matches = [re.match(r"^\s+\[(\d+)(?:/(\d+))?\] (\S+)\s+(\S+)\s+[\d.]+s$", x) for x in lines]
+    assert all(matches), lines
+    return [m.groups() for m in matches if m]
+
+
+def test_a_broken_file_does_not_stop_another_pipeline_s_run(project: Path) -> None:
+    add(project, "broken", "none")
+    (project / "pipelines" / "typo.py").write_text("def pipeline(:\n")
+    run = run_local(project, "training", console=io.StringIO())
+    assert [t.status for t in run.tasks] == ["SUCCESS", "SUCCESS"]
+    with pytest.raises(PipelineError, match=r"^pipelines/broken\.py: import failed"):
+        run_local(project, "broken", console=io.StringIO())
+
+
+def test_nested_pipeline_runs(project: Path) -> None:
+    add(project, "nested", "_steps")
+    console = io.StringIO()
+    run = run_local(project, "nested", {"x": "2"}, console=console)
+    assert run.outputs == {"Output": 31}  # (2 + 1) * 10, then + 1
+    assert console.getvalue().splitlines()[0] == "Running pipeline 'nested' locally (3 tasks)"
+    assert [s[:2] for s in steps_of(console.getvalue())] == [("1", "3"), ("2", "3"), ("3", "3")]
+
+
+def test_control_flow_counts_every_task_and_iteration(project: Path) -> None:
+    add(project, "control")
+    console = io.StringIO()
+    run = run_local(project, "control", console=console)
+    shown = console.getvalue()
+    # exit task + flip + one of the If/Else branches + 3 loop iterations
+    assert shown.splitlines()[0] == "Running pipeline 'control' locally (6 tasks)"
+    steps = steps_of(shown)
+    assert [(n, total) for n, total, _, _ in steps] == [(str(i), "6") for i in range(1, 7)]
+    assert sorted(name for _, _, name, _ in steps) == [
+        "announce",
+        "announce-2",
+        "flip",
+        "square",
+        "square",
+        "square",
+    ]
+    assert len(run.tasks) == 6 and all(t.status == "SUCCESS" for t in run.tasks)
+
+
+def test_required_parameters_are_checked_at_run_time(project: Path) -> None:
+    add(project, "required")
+    with pytest.raises(ParameterError, match=r"missing required parameter\(s\): rows \(int\)"):
+        run_local(project, "required", {"trials": "[1]"}, console=io.StringIO())
+    with pytest.raises(ParameterError, match=r"expects list\[int\], got item \[0\] float 1.5"):
+        run_local(project, "required", {"rows": "1", "trials": "[1.5]"}, console=io.StringIO())
+    assert not (project / "build").exists()
+    run = run_local(project, "required", {"rows": "2", "trials": "[1, 2]"}, console=io.StringIO())
+    assert run.outputs == {"Output": 6.0}
+
+
+def test_failure_inside_an_exit_handler_names_the_failed_task(project: Path) -> None:
+    add(project, "exit_fail")
+    console = io.StringIO()
+    with pytest.raises(LocalRunError) as caught:
+        run_local(project, "exit_fail", console=console)
+    message = str(caught.value)
+    assert message.startswith("pipeline 'exit_fail' failed at task 'train'; its output ends with:")
+    assert "training on 3 rows" in message and "RuntimeError: out of memory" in message
+    assert "cleaning up" not in message
+    assert steps_of(console.getvalue()) == [
+        ("1", "2", "train", "FAILURE"),
+        ("2", "2", "cleanup", "ok"),
+    ]
+
+
+def test_packages_the_environment_lacks_are_refused_before_the_run(project: Path) -> None:
+    add(project, "packages")
+    console = io.StringIO()
+    with pytest.raises(LocalRunError) as caught:
+        run_local(project, "packages", console=console)
+    message = str(caught.value)
+    assert message.splitlines()[:2] == [
+        "pipelines/packages.py cannot run locally: its components install packages when they "
+        "start (packages_to_install), into the project's own environment, and these are not "
+        "in it:",
+        "  component 'exotic': vertexkit-no-such-package==1.0 (not installed), "
+        f"PyYAML<1 (installed: {version('PyYAML')})",
+    ]
+    assert "pyproject.toml" in message and "components/Dockerfile" in message
+    assert "dump" not in message  # its requirements are met
+    assert console.getvalue() == ""
+    assert not (project / "build").exists()
+
+
+def test_packages_the_environment_has_are_not_installed_again(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add(project, "installs_ok")
+    # Any pip run in a task would fail on this missing constraints file: none may run.
+    monkeypatch.setenv("PIP_CONSTRAINT", str(tmp_path / "absent-constraints.txt"))
+    before = {d.metadata["Name"]: d.version for d in distributions()}
+    run = run_local(project, "installs_ok", {"value": "4"}, console=io.StringIO())
+    assert run.outputs == {"Output": "value: 4"}
+    assert {d.metadata["Name"]: d.version for d in distributions()} == before
+
+
+def test_planned_tasks_with_run_time_loops_and_plain_conditions(project: Path) -> None:
+    add(project, "dynamic")
+    dynamic = load_pipeline(project, "dynamic")
+    plan = planned_tasks(pipeline_spec(dynamic))
+    assert plan == TaskPlan(1, 2, 1)
+    assert plan.exact is None
+    assert plan.describe() == (
+        "1 to 2 tasks; conditions decide which; plus the iterations of 1 loop over run-time values"
+    )
+
+
+def test_run_with_run_time_loop_counts_without_a_total(project: Path) -> None:
+    add(project, "dynamic")
+    console = io.StringIO()
+    run = run_local(project, "dynamic", console=console)
+    shown = console.getvalue()
+    assert shown.splitlines()[0] == (
+        "Running pipeline 'dynamic' locally (1 to 2 tasks; conditions decide which; plus the "
+        "iterations of 1 loop over run-time values)"
+    )
+    assert [(n, total) for n, total, _, _ in steps_of(shown)] == [
+        ("1", None),
+        ("2", None),
+        ("3", None),
+        ("4", None),
+    ]
+    assert len(run.tasks) == 4

@@ -11,7 +11,10 @@ from kfp import dsl
 from vertexkit.local.pipelines import pipeline_spec
 from vertexkit.project.params import (
     ParameterError,
+    ParameterRule,
     ParameterSpec,
+    annotations,
+    check_rules,
     check_value,
     parameter_specs,
     parse_assignments,
@@ -405,3 +408,75 @@ def test_resolve_missing_required_parameter(specs: dict[str, ParameterSpec]) -> 
         "pipeline 'every-type': missing required parameter(s): required_count (int); "
         "set them in config or with --param key=value"
     )
+
+
+# --------------------------------------------------------------------------- item types
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "problem"),
+    [
+        (list[int], [1, 2], None),
+        (list[int], [1.5], "item [0] float 1.5"),
+        (list[int], [1, True], "item [1] bool True"),
+        (list[float], [1, 2.5], None),
+        (list[str], ["a", 3], "item [1] int 3"),
+        (dict[str, int], {"a": 1}, None),
+        (dict[str, int], {"a": "1"}, "item ['a'] str '1'"),
+        (list[list[int]], [[1], [2, "x"]], "item [1][1] str 'x'"),
+        (list[int | None], [1, None], None),
+        (list[Any], [1, "a"], None),
+    ],
+)
+def test_item_types_are_checked(annotation: Any, value: Any, problem: str | None) -> None:
+    spec = ParameterSpec("trials", "LIST" if isinstance(value, list) else "STRUCT", None, False)
+    spec = ParameterSpec(spec.name, spec.type, annotation=annotation)
+    if problem is None:
+        assert check_value(spec, value, "src") == value
+    else:
+        with pytest.raises(ParameterError) as caught:
+            check_value(spec, value, "src")
+        assert str(caught.value) == (
+            f"src: parameter 'trials' expects {spec.type_name}, got {problem}"
+        )
+
+
+@dsl.pipeline(name="typed")
+def required_pipeline(trials: list[int], weights: dict[str, float]) -> str:
+    return echo(
+        text="", count=1, required=1, ratio=0.5, flag=True, items=trials, options=weights
+    ).output
+
+
+def test_annotations_of_a_real_pipeline_function() -> None:
+    def pipeline(a: list[int], b: dict[str, float], c: list, d: int) -> None: ...
+
+    assert annotations(pipeline) == {"a": list[int], "b": dict[str, float]}
+    assert annotations(required_pipeline.pipeline_func)["trials"] == list[int]
+    assert annotations(None) == {}
+
+
+def test_unknown_and_required_names_are_listed_in_name_order() -> None:
+    specs = {n: ParameterSpec(n, "STRING") for n in ("zeta", "alpha", "mid")}
+    with pytest.raises(ParameterError) as caught:
+        resolve(specs, {}, {}, pipeline="p", config_source={})
+    assert "alpha (str), mid (str), zeta (str);" in str(caught.value)
+    with pytest.raises(ParameterError) as caught:
+        resolve(specs, {}, {"x": "1"}, pipeline="p", config_source={})
+    assert str(caught.value).endswith("its parameters: alpha (str), mid (str), zeta (str)")
+
+
+def test_rules_skip_parameters_without_a_value_or_default() -> None:
+    specs = {
+        "n": ParameterSpec("n", "NUMBER_INTEGER"),  # required, not given
+        "k": ParameterSpec("k", "NUMBER_INTEGER", optional=True),  # optional, no default
+        "r": ParameterSpec("r", "NUMBER_DOUBLE", default=2.0, optional=True),
+    }
+    rules = {name: ParameterRule(ge=0, le=1) for name in specs}
+    with pytest.raises(ParameterError) as caught:
+        check_rules(specs, rules, {}, pipeline="p")
+    assert str(caught.value) == (
+        "the default of pipeline 'p': parameter 'r' is 2.0, but must be >= 0 and <= 1 "
+        "(pipelines.p.parameter_rules.r)"
+    )
+    check_rules(specs, rules, {"r": 0.5, "n": 1}, pipeline="p")

@@ -90,7 +90,7 @@ def test_compile_with_env_needs_a_built_image(project: Path) -> None:
 
 
 def test_compile_with_env_and_pipeline(project: Path) -> None:
-    image = "europe-west4-docker.pkg.dev/acme-ml-dev/demo-images/demo-base@sha256:" + "a" * 64
+    image = "europe-west4-docker.pkg.dev/acme-ml-dev/demo-images/tiny-base@sha256:" + "a" * 64
     # The record `invoke build --env dev` leaves behind (see vertexkit.gcp.build.record_build).
     record = project / "build" / "images" / "dev.json"
     record.parent.mkdir(parents=True)
@@ -101,7 +101,8 @@ def test_compile_with_env_and_pipeline(project: Path) -> None:
     spec = yaml.safe_load(compiled.read_text())
     assert spec["root"]["inputDefinitions"]["parameters"]["n"]["defaultValue"] == 5
     executors = spec["deploymentSpec"]["executors"].values()
-    assert {executor["container"]["image"] for executor in executors} == {image}
+    # Only the base image placeholder (tiny-base:python3.11) becomes the pushed image.
+    assert {executor["container"]["image"] for executor in executors} == {image, "python:3.11"}
     tasks = spec["root"]["dag"]["tasks"].values()
     assert all(task["cachingOptions"] == {"enableCache": True} for task in tasks)  # dev.yaml
 
@@ -211,6 +212,7 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
         "pipelines": {
             "training": {
                 "parameters": {"n": 5, "label": "rows", "ratio": 1},
+                "parameter_rules": {},
                 "enable_caching": True,
             }
         },

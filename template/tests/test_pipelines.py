@@ -1,23 +1,37 @@
-"""The pipelines compile, and run end to end on the local runner with the sample data."""
+"""Every pipeline in pipelines/ compiles; the sample pipelines run end to end on the local
+runner with the sample data."""
 
 from pathlib import Path
 
 import pytest
 import yaml
-from vertexkit.local.pipelines import compile_pipelines
-from vertexkit.project.config import load_config
-from vertexkit.local.runner import LocalRunError, run_local
-from vertexkit.local.registry import LocalModelRegistry
+from vertexkit.local import (
+    LocalModelRegistry,
+    LocalRunError,
+    compile_pipelines,
+    discover,
+    run_local,
+)
+from vertexkit.project import ParameterError, load_config
+
+# Every pipelines/<name>.py: a pipeline added there is tested without editing this file.
+PIPELINES = sorted(discover(Path(__file__).resolve().parent.parent))
+SAMPLES = pytest.mark.skipif(
+    not {"training", "prediction"} <= set(PIPELINES),
+    reason="the sample pipelines training and prediction are not in pipelines/",
+)
 
 
-def test_every_pipeline_compiles(project_dir: Path, tmp_path: Path) -> None:
-    written = compile_pipelines(project_dir, load_config(project_dir), output_dir=tmp_path)
-    assert {path.stem for path in written} == {"training", "prediction"}
-    for path in written:
-        spec = yaml.safe_load(path.read_text())
-        assert spec["root"]["dag"]["tasks"], f"{path.name} has no tasks"
+@pytest.mark.parametrize("name", PIPELINES)
+def test_pipeline_compiles(project_dir: Path, tmp_path: Path, name: str) -> None:
+    # Only this pipeline's file must load; values set in config are checked against its
+    # parameters (types, parameter_rules); required ones without a value stay required.
+    (written,) = compile_pipelines(project_dir, load_config(project_dir), [name], tmp_path)
+    spec = yaml.safe_load(written.read_text())
+    assert spec["root"]["dag"]["tasks"], f"{written.name} has no tasks"
 
 
+@SAMPLES
 def test_training_then_prediction_locally(project_dir: Path, local_outputs: Path, capsys) -> None:
     registry = local_outputs / "registry"
     overrides = {"model_registry": str(registry), "n_estimators": "50"}
@@ -39,6 +53,25 @@ def test_training_then_prediction_locally(project_dir: Path, local_outputs: Path
     assert "[6/6]" in capsys.readouterr().out
 
 
+@SAMPLES
+@pytest.mark.parametrize(
+    ("override", "shown"),
+    [
+        ("test_fraction=2.5", "parameter 'test_fraction' is 2.5, but must be > 0 and < 1"),
+        ("max_depth=-3", "parameter 'max_depth' is -3, but must be >= 0"),
+        ("metric_direction=up", "parameter 'metric_direction' is 'up', but must be one of"),
+    ],
+)
+def test_out_of_range_parameters_stop_the_run_before_it_starts(
+    project_dir: Path, local_outputs: Path, override: str, shown: str
+) -> None:
+    key, _, value = override.partition("=")
+    with pytest.raises(ParameterError, match=shown):
+        run_local(project_dir, "training", {key: value})
+    assert not (local_outputs / "local").exists()
+
+
+@SAMPLES
 def test_schema_violations_stop_the_training_run(project_dir: Path, local_outputs: Path) -> None:
     broken = local_outputs / "broken.csv"
     rows = (project_dir / "data" / "train.csv").read_text().splitlines()

@@ -190,16 +190,19 @@ def check_components(
 def bind_worker_images(spec: dict[str, Any], image: str) -> int:
     """Point custom-job worker pools at ``image``, in a compiled pipeline (dict), in place.
 
-    Like compile's executor images, only images without a registry host change: those name the
-    project's base image by its local tag. Returns the number of worker pools changed.
+    Like compile's executor images, only the project's base image placeholder changes: an image
+    without a registry host whose name is ``image``'s (``sized-base:python3.11`` for
+    ``.../sized-base@sha256:...``). Returns the number of worker pools changed.
     """
+    pushed_name = image.rsplit("/", 1)[-1].split("@", 1)[0].split(":", 1)[0]
     changed = 0
     for component in spec.get("components", {}).values():
         parameters = component.get("inputDefinitions", {}).get("parameters", {})
         pools = parameters.get("worker_pool_specs", {}).get("defaultValue")
         for pool in pools if isinstance(pools, list) else []:
             container = pool.get("container_spec") if isinstance(pool, dict) else None
-            if isinstance(container, dict) and "/" not in container.get("image_uri", "/"):
+            local = container.get("image_uri", "/") if isinstance(container, dict) else "/"
+            if "/" not in local and local.split("@", 1)[0].split(":", 1)[0] == pushed_name:
                 container["image_uri"] = image
                 changed += 1
     return changed

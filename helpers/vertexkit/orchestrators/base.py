@@ -9,19 +9,51 @@ run; reading answers back (``submitted``, ``runs``, ``run``) is pure.
 
 from __future__ import annotations
 
+import sys
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TextIO
 
 from vertexkit.project.config import ProjectConfig
 from vertexkit.project.release import Release
-from vertexkit.steps import Responses, Sender, Step
+from vertexkit.steps import CloudError, HttpStep, Responses, Sender, Step
 
 RunState = Literal["pending", "running", "succeeded", "failed", "cancelled", "unknown"]
 TERMINAL: frozenset[RunState] = frozenset({"succeeded", "failed", "cancelled"})
 SCHEDULE_ACTIONS = ("create", "pause", "resume", "delete")
+
+
+def follow_tasks(
+    read: HttpStep,
+    *,
+    tasks: Callable[[Any], Iterable[tuple[str, str]]],
+    finished: Callable[[Any], bool],
+    sender: Sender | None = None,
+    out: TextIO | None = None,
+    poll_seconds: float = 20.0,
+    timeout_seconds: float = 24 * 3600,
+) -> Any:
+    """Send ``read`` until ``finished(answer)``, printing each task's state when it changes;
+    the last answer. ``tasks(answer)`` gives (task name, state) pairs."""
+    out = out or sys.stdout
+    sender = sender or Sender()
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        answer = sender.send(read) or {}
+        for name, state in tasks(answer):
+            if seen.get(name) != state:
+                seen[name] = state
+                out.write(f"  {name:<28} {state}\n")
+                out.flush()
+        if finished(answer):
+            return answer
+        if time.monotonic() > deadline:
+            raise CloudError(f"{read.step}: gave up after {timeout_seconds:.0f}s: {read.url}")
+        time.sleep(poll_seconds)
 
 
 class ScheduleUnsupported(ValueError):

@@ -34,8 +34,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -43,7 +41,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote, quote_plus, urlencode
 
-from vertexkit.orchestrators.base import Orchestrator, Run, RunState
+from vertexkit.orchestrators.base import Orchestrator, Run, RunState, follow_tasks
 from vertexkit.project.config import ProjectConfig
 from vertexkit.project.release import Release
 from vertexkit.project.settings import KfpSettings, host_problem
@@ -129,6 +127,11 @@ def _request(settings: KfpSettings, step: str, *, url: str, **options: Any) -> H
         url,
         auth=auth,
         token_env=settings.token_env,
+        token_help=(
+            f"e.g. `export {settings.token_env}=$(kubectl create token SERVICE_ACCOUNT -n "
+            "NAMESPACE --audience=pipelines.kubeflow.org)`, or `$(gcloud auth "
+            "print-identity-token)` behind IAP (kfp.token_env names the variable)"
+        ),
         auth_hint=_auth_hint(settings.token_env),
         upload_field=UPLOAD_FIELD,
         expect_json=True,
@@ -530,24 +533,15 @@ def wait(
     timeout_seconds: float = 24 * 3600,
 ) -> dict[str, Any]:
     """Follow a run's task states until the run ends; return the final run."""
-    out = out or sys.stdout
-    request = replace(plan_read_run(settings, run_id), step="follow run")
-    sender = sender or Sender()
-    seen: dict[str, str] = {}
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        run = sender.send(request) or {}
-        for task in _tasks(run):
-            name, state = task.get("display_name", "?"), _state(task)
-            if seen.get(name) != state:
-                seen[name] = state
-                out.write(f"  {name:<28} {state}\n")
-                out.flush()
-        if str(run.get("state", "")).upper() in TERMINAL_STATES:
-            return run
-        if time.monotonic() > deadline:
-            raise KfpError(f"gave up waiting for run {run_id} after {timeout_seconds:.0f}s")
-        time.sleep(poll_seconds)
+    return follow_tasks(
+        replace(plan_read_run(settings, run_id), step="follow run"),
+        tasks=lambda run: [(t.get("display_name", "?"), _state(t)) for t in _tasks(run)],
+        finished=lambda run: str(run.get("state", "")).upper() in TERMINAL_STATES,
+        sender=sender,
+        out=out,
+        poll_seconds=poll_seconds,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 # KFP v2beta1 RuntimeState, normalised.

@@ -9,7 +9,6 @@ Vertex AI Experiment; schedules are Vertex AI schedules found again by display n
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -19,7 +18,7 @@ from urllib.parse import quote
 
 import vertexkit
 from vertexkit.orchestrators import vertex_templates
-from vertexkit.orchestrators.base import Orchestrator, Run, RunState
+from vertexkit.orchestrators.base import Orchestrator, Run, RunState, follow_tasks
 from vertexkit.project.config import ProjectConfig
 from vertexkit.project.release import Release
 from vertexkit.steps import CloudError, HttpStep, Responses, Sender, Step, endpoint, placeholder
@@ -132,25 +131,25 @@ def wait(
     timeout_seconds: float = 24 * 3600,
 ) -> dict[str, Any]:
     """Follow a pipeline job's task states until it ends; return the final job."""
-    out = out or sys.stdout
     base = endpoint("aiplatform", config.gcp.region, config.endpoints)
-    step = HttpStep("follow run", "GET", f"{base}/v1/{job_name}")
-    sender = sender or Sender()
-    seen: dict[str, str] = {}
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        job = sender.send(step)
-        for task in job.get("jobDetail", {}).get("taskDetails", []):
-            name, state = task.get("taskName", "?"), task.get("state", "?")
-            if name != job.get("displayName") and seen.get(name) != state:
-                seen[name] = state
-                out.write(f"  {name:<28} {state.lower()}\n")
-                out.flush()
-        if job.get("state") in TERMINAL_STATES:
-            return job
-        if time.monotonic() > deadline:
-            raise CloudError(f"gave up waiting for {job_name} after {timeout_seconds:.0f}s")
-        time.sleep(poll_seconds)
+
+    def tasks(job: Mapping[str, Any]) -> list[tuple[str, str]]:
+        details = job.get("jobDetail", {}).get("taskDetails", [])
+        return [
+            (task.get("taskName", "?"), task.get("state", "?").lower())
+            for task in details
+            if task.get("taskName") != job.get("displayName")  # the pipeline itself
+        ]
+
+    return follow_tasks(
+        HttpStep("follow run", "GET", f"{base}/v1/{job_name}"),
+        tasks=tasks,
+        finished=lambda job: job.get("state") in TERMINAL_STATES,
+        sender=sender,
+        out=out,
+        poll_seconds=poll_seconds,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 def plan_status(config: ProjectConfig, limit: int = 10) -> HttpStep:

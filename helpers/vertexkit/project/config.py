@@ -30,6 +30,7 @@ from pydantic import (
 
 from vertexkit.project import naming
 from vertexkit.project.naming import secret_name_problem
+from vertexkit.project.params import ParameterRule
 from vertexkit.project.settings import ComponentName, ComponentResources, KfpSettings
 
 BASE_FILE = "base.yaml"
@@ -113,6 +114,11 @@ class PipelineConfig(_Strict):
         default_factory=dict,
         description="Values of the pipeline's parameters; they win over the shared parameters "
         "and lose to --param.",
+    )
+    parameter_rules: dict[ParameterName, ParameterRule] = Field(
+        default_factory=dict,
+        description="Bounds (ge, gt, le, lt) or choices of parameters, by name: values outside "
+        "them are refused before a run starts or a compile writes them.",
     )
     # Vertex AI's execution cache, applied when the pipeline is submitted. kfp's local runner
     # caches only pipelines with control flow, so local runs always execute every task.

@@ -140,8 +140,8 @@ _YAML_TAG_WORDS = {
 def yaml_reads_as(value: str) -> str | None:
     """What an unquoted ``value`` reads as in YAML 1.1 if not a string (e.g. "a boolean"), or None.
 
-    Uses the resolver of PyYAML (which `vertexkit.config` loads configuration with), plus the
-    one-letter booleans of the YAML 1.1 specification.
+    Uses the resolver of PyYAML (which `vertexkit.project.config` loads configuration with),
+    plus the one-letter booleans of the YAML 1.1 specification.
     """
     if value in _YAML11_SHORT_BOOLEANS:
         return "a boolean"

@@ -97,6 +97,7 @@ class HttpStep:
     ok_statuses: tuple[int, ...] = (200,)
     auth: Auth = "google"
     token_env: str | None = None
+    token_help: str = ""  # how to get a token, when ``token_env`` is not set
     auth_hint: str = ""  # added to errors that look like refused credentials
     when: str | None = None
     expect_json: bool = False  # an answer that is not JSON is an error (e.g. a login page)
@@ -196,13 +197,16 @@ class Sender:
         if google_session is not None:
             self._sessions[("google", "")] = google_session
 
-    def session(self, auth: Auth = "google", token_env: str | None = None) -> Any:
+    def session(
+        self, auth: Auth = "google", token_env: str | None = None, token_help: str = ""
+    ) -> Any:
+        """The session for one kind of authorisation; ``token_help``: how to get a missing token."""
         key = (auth, token_env or "")
         if key not in self._sessions:
-            self._sessions[key] = self._new_session(auth, token_env)
+            self._sessions[key] = self._new_session(auth, token_env, token_help)
         return self._sessions[key]
 
-    def _new_session(self, auth: Auth, token_env: str | None) -> Any:
+    def _new_session(self, auth: Auth, token_env: str | None, token_help: str) -> Any:
         import requests
 
         if auth == "google" and self._environ.get(NO_AUTH_ENV) != "1":
@@ -211,17 +215,17 @@ class Sender:
         if auth == "bearer":
             token = self._environ.get(token_env or "", "").strip()
             if not token:
+                advice = f", {token_help}" if token_help else ""
                 raise CredentialsError(
-                    f"environment variable {token_env} is not set: export the bearer token "
-                    f"in it, e.g. `export {token_env}=...` (the config names the variable, "
-                    "never the token)"
+                    f"environment variable {token_env} is not set: export the bearer token in "
+                    f"it{advice} (the config names the variable, never the token)"
                 )
             http.headers["Authorization"] = f"Bearer {token}"
         return http
 
     def send(self, step: HttpStep) -> Any:
         """Send ``step`` once (retrying transient failures); its JSON answer, None when empty."""
-        http = self.session(step.auth, step.token_env)
+        http = self.session(step.auth, step.token_env, step.token_help)
         delays = list(step.retry_delays)
         while True:
             try:
