@@ -284,11 +284,47 @@ def test_publish_refuses_templates_compiled_without_env(project: Path, tmp_path:
     result = _invoke(project, _no_credentials(tmp_path), "publish", "--env", "dev", "--dry-run")
     assert result.returncode == 1, result.stdout
     assert result.stderr.strip() == (
-        "error: build/pipelines/training.yaml was compiled without --env: its components use "
-        "the local image 'python:3.11', which 'dev' cannot pull; run `invoke build --env dev` "
-        "(once per image change), then `invoke compile --env dev`, then publish again"
+        "error: build/pipelines/training.yaml was compiled without --env, not for 'dev' (its "
+        "image, parameter values and caching); run `invoke build --env dev` (once per image "
+        "change), then `invoke compile --env dev`, then publish again"
     )
     assert result.stdout == ""
+
+
+def _record_image(project: Path, env: str, digest: str = DIGEST) -> str:
+    image = f"europe-west4-docker.pkg.dev/acme-ml-{env}/demo-images/tiny-base@{digest}"
+    record = project / "build" / "images" / f"{env}.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"reference": image}))  # as `invoke build --env ENV` leaves it
+    return image
+
+
+def test_publish_refuses_templates_compiled_for_another_environment(project: Path) -> None:
+    (project / "config" / "prod.yaml").write_text("gcp:\n  project_id: acme-ml-prod\n")
+    _record_image(project, "dev")
+    _record_image(project, "prod")
+    assert _invoke(project, {}, "compile", "--env", "prod").returncode == 0
+    result = _invoke(project, {}, "publish", "--env", "dev", "--dry-run")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(
+        "error: build/pipelines/training.yaml was compiled for 'prod', not for 'dev'"
+    )
+
+
+def test_publish_refuses_templates_changed_after_compile(project: Path) -> None:
+    _record_image(project, "dev")
+    assert _invoke(project, {}, "compile", "--env", "dev").returncode == 0
+    template = project / "build" / "pipelines" / "training.yaml"
+    template.write_text(template.read_text() + "# edited by hand\n")
+    result = _invoke(project, {}, "publish", "--env", "dev", "--dry-run")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(
+        "error: build/pipelines/training.yaml was not written by `invoke compile --env dev` (or "
+        "changed since)"
+    )
+    assert _invoke(project, {}, "compile", "--env", "dev").returncode == 0
+    result = _invoke(project, {}, "publish", "--env", "dev", "--dry-run")
+    assert result.returncode == 0, result.stderr
 
 
 def test_publish_refuses_templates_compiled_before_the_last_build(project: Path) -> None:

@@ -118,6 +118,7 @@ def compile(c: Context, pipeline: str | None = None, env: str | None = None) -> 
         image = build.read_image(root, env) if env else None
         names = [pipeline] if pipeline else None
         written = compiling.compile_pipelines(root, config, names, image=image)
+        plans.record_compiled(root, env, image, written)
     except (*_USER_ERRORS, CloudError) as exc:
         raise _fail(exc) from None
     for path in written:

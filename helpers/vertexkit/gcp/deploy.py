@@ -6,10 +6,11 @@ running and scheduling go through the configured orchestrator, whichever it is.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
-
-import yaml
+from typing import Any
 
 from vertexkit.gcp import build
 from vertexkit.local import pipelines as compiling
@@ -27,6 +28,7 @@ __all__ = [
     "plan_publish",
     "plan_run",
     "plan_schedule",
+    "record_compiled",
     "templates",
 ]
 
@@ -52,68 +54,91 @@ def plan_build(
     return steps
 
 
+COMPILED_RECORD = compiling.OUTPUT_DIR / "compiled.json"
+
+
 def plan_compile(project_dir: Path, config: ProjectConfig, names: list[str]) -> LocalStep:
     env = config.environment
+
+    def compile_and_record(_: Any) -> list[Path]:
+        image = build.read_image(project_dir, env)
+        written = compiling.compile_pipelines(project_dir, config, names, image=image)
+        record_compiled(project_dir, env, image, written)
+        return written
+
     return LocalStep(
         "compile",
         f"compile {', '.join(names)} to build/pipelines/ with the image of build/images/{env}.json",
-        lambda _: compiling.compile_pipelines(
-            project_dir, config, names, image=build.read_image(project_dir, env)
-        ),
+        compile_and_record,
     )
 
 
-def _executor_images(path: Path) -> list[str]:
+def _read_record(project_dir: Path) -> dict[str, Any]:
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise compiling.PipelineError(f"{path}: cannot read the compiled pipeline: {exc}") from None
-    executors = (
-        (spec or {}).get("deploymentSpec", {}).get("executors", {})
-        if isinstance(spec, dict)
-        else {}
-    )
-    return sorted(
-        {
-            str(executor["container"]["image"])
-            for executor in executors.values()
-            if isinstance(executor, dict) and "image" in executor.get("container", {})
-        }
-    )
+        data = json.loads((project_dir / COMPILED_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _digest(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def record_compiled(
+    project_dir: Path, env: str | None, image: str | None, written: list[Path]
+) -> None:
+    """Note in build/pipelines/compiled.json what each template was compiled for: the
+    environment (``local`` without --env), the image and the file's digest."""
+    record = _read_record(project_dir)
+    for path in written:
+        record[path.stem] = {"environment": env or "local", "image": image, "file": _digest(path)}
+    target = project_dir / COMPILED_RECORD
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def check_compiled_for(project_dir: Path, env: str, compiled: Mapping[str, Path]) -> None:
-    """Refuse templates that ``invoke compile --env ENV`` did not bind to ``env``'s image.
+    """Refuse templates that ``invoke compile --env ENV`` did not write for ``env`` with the
+    image of its latest build (build/pipelines/compiled.json says what each was compiled for).
 
-    ``invoke compile`` without ``--env`` leaves components on the base image's local tag (an
-    image without a registry host), which Vertex AI and Kubeflow cannot pull; a template
-    compiled before the environment's latest build names an older digest of its image.
-    Missing files are left to the orchestrator, which names them.
+    Without --env, components keep the base image's local tag, which no cluster can pull, and
+    neither the environment's parameter values nor its caching apply. Missing files are left to
+    the orchestrator, which names them.
     """
     fix = (
         f"run `invoke build --env {env}` (once per image change), then `invoke compile --env {env}`"
     )
+    record = _read_record(project_dir)
     try:
         built: str | None = build.read_image(project_dir, env)
     except build.BuildError:
         built = None
-    for path in compiled.values():
+    for name, path in compiled.items():
         if not path.is_file():
             continue
         shown = path.relative_to(project_dir) if path.is_relative_to(project_dir) else path
-        images = _executor_images(path)
-        local = [image for image in images if "/" not in image]
-        if local:
+        entry = record.get(name) if isinstance(record.get(name), dict) else None
+        if entry is None or entry.get("file") != _digest(path):
             raise compiling.PipelineError(
-                f"{shown} was compiled without --env: its components use the local image "
-                f"{local[0]!r}, which {env!r} cannot pull; {fix}, then publish again"
+                f"{shown} was not written by `invoke compile --env {env}` (or changed since); "
+                f"{fix}, then publish again"
             )
-        repository = built.split("@")[0] if built else None
-        older = [i for i in images if repository and i.split("@")[0] == repository and i != built]
-        if older:
+        if entry.get("environment") != env:
             raise compiling.PipelineError(
-                f"{shown} was compiled with {older[0]!r}, not the image last built for {env!r} "
-                f"({built}); run `invoke compile --env {env}`, then publish again"
+                f"{shown} was compiled "
+                + (
+                    "without --env"
+                    if entry.get("environment") == "local"
+                    else f"for {entry.get('environment')!r}"
+                )
+                + f", not for {env!r} (its image, parameter values and caching); {fix}, then "
+                "publish again"
+            )
+        if built and entry.get("image") != built:
+            raise compiling.PipelineError(
+                f"{shown} was compiled with {entry.get('image')!r}, not the image last built for "
+                f"{env!r} ({built}); run `invoke compile --env {env}`, then publish again"
             )
 
 
