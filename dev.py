@@ -6,14 +6,16 @@
     python3 dev.py lint     ruff over the repository
     python3 dev.py docs     build the documentation site into site/
 
-The first call creates .venv and installs this repository with its dev extras; later calls
-reinstall only when pyproject.toml changed. Needs Python 3.10 to 3.12 and git, nothing else.
+The first call creates .venv and installs this repository with its dev extras, with uv: the one
+on PATH, or else one installed from PyPI into .venv first. Later calls reinstall only when
+pyproject.toml changed. Needs Python 3.10 to 3.12 and git, nothing else.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -36,13 +38,22 @@ def ensure_venv() -> None:
         sys.exit(f"dev.py needs Python 3.10 or newer; this is {sys.version.split()[0]}")
     if STAMP.is_file() and STAMP.read_text() == _fingerprint():
         return
+    uv = shutil.which("uv")
     if not (BIN / "python").exists():
         print(f"creating {VENV.relative_to(ROOT)} with {sys.executable}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    print(f"installing vertexkit and its development tools ({EXTRAS})", flush=True)
-    pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "install", "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "install", "--quiet", "--editable", EXTRAS], cwd=ROOT, check=True)
+        if uv:
+            subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(VENV)], check=True)
+        else:
+            venv.EnvBuilder(with_pip=True).create(VENV)
+    if not uv:
+        uv = str(BIN / "uv")
+        if not Path(uv).exists():
+            print("uv is not on PATH: installing it from PyPI into .venv first", flush=True)
+            pip = [str(BIN / "python"), "-m", "pip", "--disable-pip-version-check"]
+            subprocess.run([*pip, "install", "--quiet", "uv"], check=True)
+    print(f"installing vertexkit and its development tools ({EXTRAS}) with uv", flush=True)
+    install = [uv, "pip", "install", "--quiet", "--python", str(BIN / "python")]
+    subprocess.run([*install, "--editable", EXTRAS], cwd=ROOT, check=True)
     STAMP.write_text(_fingerprint())
 
 

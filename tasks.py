@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -41,6 +43,16 @@ def render(dest: Path, answers: dict[str, object]) -> None:
         )
 
 
+def uv() -> str:
+    """uv on PATH (dev.py puts .venv/bin there), else the binary of the uv package."""
+    found = shutil.which("uv")
+    if found:
+        return found
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
 @task(help={"dest": "where to render the demo project (default: build/demo)"})
 def demo(c: Context, dest: str = "build/demo") -> None:
     """Render a project with default answers and run its pipelines on the local runner."""
@@ -51,38 +63,23 @@ def demo(c: Context, dest: str = "build/demo") -> None:
     print(f"==> rendering the template into {shown(target)} (Python {version})")
     render(target, {**DEMO_ANSWERS, "python_version": version})
 
-    venv_bin = target / ".venv" / "bin"
-    if not (venv_bin / "python").exists():
-        print("==> creating the project's virtual environment")
-        subprocess.run([sys.executable, "-m", "venv", str(target / ".venv")], check=True)
-    print("==> installing the project (pip install -e '.[dev]'; the first time takes a minute)")
-    # pip may hold a wheel of vertexkit built from this checkout earlier: build it afresh.
-    subprocess.run(
-        [str(venv_bin / "python"), "-m", "pip", "cache", "remove", "vertexkit"],
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            str(venv_bin / "python"),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--editable",
-            ".[dev]",
-        ],
-        cwd=target,
-        check=True,
-    )
-    # Run from here, not from the project, so that the paths the runs print work from here.
+    # As the project's README says: `uv sync`, then `uv run invoke ...`. vertexkit comes from
+    # this checkout, in editable mode (the project's uv source), so edits show up at once.
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    print("==> uv sync (the first time takes a minute)", flush=True)
+    subprocess.run([uv(), "sync"], cwd=target, env=env, check=True)
+    # Run from here, not from the project (uv run --project keeps the working directory), so
+    # that the paths the runs print work from here.
     for pipeline in ("training", "prediction"):
-        print(f"==> invoke --search-root {shown(target)} run --local --pipeline {pipeline}")
-        sys.stdout.flush()
-        c.run(
-            f"{venv_bin / 'invoke'} --search-root {target} run --local --pipeline {pipeline}",
-            pty=False,
+        print(
+            f"==> uv run --project {shown(target)} invoke --search-root {shown(target)} "
+            f"run --local --pipeline {pipeline}",
+            flush=True,
         )
+        command = [uv(), "run", "--project", str(target), "invoke", "--search-root", str(target)]
+        command += ["run", "--local", "--pipeline", pipeline]
+        if subprocess.run(command, env=env).returncode != 0:
+            raise Exit(f"the {pipeline} pipeline failed (its output is above)", 1)
     print(f"\nThe demo project is in {shown(target)}; its README explains what is where.")
 
 

@@ -63,11 +63,44 @@ def find_python(version: str) -> str | None:
     return None
 
 
-def forget_cached_vertexkit(python: str) -> None:
-    """Drop wheels of vertexkit that pip cached from an earlier checkout.
+GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
 
-    pip caches the wheel it builds from a `file://` directory whose name looks like
-    "name-version" (e.g. ci-clone), keyed by the URL alone: a later install from the same path
-    would get the old code.
+
+def release_repo(dest: Path, *, tag: str | None = None) -> Path:
+    """A git repository of this checkout's files (edits included), committed and tagged ``tag``.
+
+    As the template's repository looks in the field, where projects are rendered from a tag.
     """
-    subprocess.run([python, "-m", "pip", "cache", "remove", "vertexkit"], capture_output=True)
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "release"]):
+        subprocess.run([*GIT, *command], cwd=dest, check=True)
+    if tag:
+        subprocess.run([*GIT, "tag", tag], cwd=dest, check=True)
+    return dest
+
+
+def render_from_git(repo: Path, dest: Path, answers: dict[str, Any] | None = None) -> Path:
+    """Render from ``git+file://`` as from a remote URL: copier picks the newest tag."""
+    from copier import run_copy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_copy(
+            f"git+file://{repo}",
+            dest,
+            data={**BASE_ANSWERS, **(answers or {})},
+            defaults=True,
+            unsafe=True,
+            quiet=True,
+        )
+    return dest

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
+import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,7 +20,7 @@ from tests.gcs_emulator import create_bucket
 from tests.recording_server import Recorded, RecordingServer
 from vertexkit.gcp import build
 from vertexkit.project.config import load_config
-from vertexkit.steps import Step, execute
+from vertexkit.steps import CloudError, Step, execute
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 BUCKET = "vertexkit-test"
@@ -25,10 +29,34 @@ IMAGE = f"{REPOSITORY}:{COMMIT}"
 DIGEST = "sha256:" + "ab" * 32
 OPERATION = "projects/acme-ml-dev/locations/europe-west4/operations/op-1"
 LOG_URL = "https://console.cloud.google.com/cloud-build/builds;region=europe-west4/b-1"
-VISIBLE = {".dockerignore", "components/Dockerfile", "build/wheels/tiny-0.1.0-py3-none-any.whl"}
+VISIBLE = {
+    ".dockerignore",
+    "components/Dockerfile",
+    "build/wheels/dep-1.0-py3-none-any.whl",
+    "build/wheels/requirements.txt",
+    "build/wheels/tiny-0.1.0-py3-none-any.whl",
+}
 
 # A PEP 517 backend in the project itself, so `pip wheel .` builds offline in a blink.
 BACKEND = (Path(__file__).parent / "fixtures" / "tiny_backend.py").read_text()
+# The project's one dependency, served by a package index in a local folder (file://).
+PYPROJECT = """\
+[build-system]
+requires = []
+build-backend = "tiny_backend"
+backend-path = ["."]
+
+[project]
+name = "tiny"
+version = "0.1.0"
+requires-python = ">=3.10"
+dependencies = ["dep==1.0"]
+
+[[tool.uv.index]]
+name = "local"
+url = "{index}"
+default = true
+"""
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -37,11 +65,45 @@ def _write(root: Path, files: dict[str, str]) -> None:
         (root / name).write_text(text)
 
 
+def _publish(index: Path, wheels: Path, body: str = "") -> Path:
+    """Put a wheel of dep 1.0 into ``wheels`` and list it, with its hash, in ``index``."""
+    wheel = wheels / "dep-1.0-py3-none-any.whl"
+    wheel.parent.mkdir(parents=True, exist_ok=True)
+    files = {
+        "dep/__init__.py": body,
+        "dep-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: dep\nVersion: 1.0\n",
+        "dep-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "dep-1.0.dist-info/RECORD": "",
+    }
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (index / "dep").mkdir(parents=True, exist_ok=True)
+    (index / "dep" / "index.html").write_text(
+        f'<a href="{os.path.relpath(wheel, index / "dep")}#sha256={digest}">{wheel.name}</a>\n'
+    )
+    return wheel
+
+
+def _uv(*args: str, cwd: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "uv", *args], cwd=cwd, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("VERTEXKIT_NO_AUTH", "1")
-    monkeypatch.setenv("PIP_NO_INDEX", "1")  # the wheel step must not need the network
+    # The wheel step must not need the network: pip and uv see only the local index.
+    index = tmp_path / "index"
+    _publish(index, tmp_path / "files")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", index.as_uri())
     monkeypatch.setenv("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    monkeypatch.setenv("UV_PYTHON_DOWNLOADS", "never")
     root = tmp_path / "proj"
     _write(
         root,
@@ -50,8 +112,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             "gcp: {project_id: acme-ml-dev, region: europe-west4}\n"
             f"resources: {{bucket: {BUCKET}}}\n",
             "config/dev.yaml": "",
-            "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "tiny_backend"\n'
-            'backend-path = ["."]\n',
+            "pyproject.toml": PYPROJECT.format(index=index.as_uri()),
             "tiny_backend.py": BACKEND,
             "components/tiny/__init__.py": "",
             "components/Dockerfile": "FROM python:3.11-slim\n",
@@ -63,6 +124,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             "build/pipelines/training.yaml": "{}\n",
         },
     )
+    _uv("lock", cwd=root)
     return root
 
 
@@ -79,14 +141,17 @@ def _members(data: bytes) -> dict[str, tarfile.TarInfo]:
 
 
 def test_pack_context_holds_exactly_what_docker_sees(project: Path, tmp_path: Path) -> None:
-    _write(project, {"build/wheels/x-1-py3-none-any.whl": "wheel", "build/wheels/y.txt": "y"})
+    _write(
+        project,
+        {"build/wheels/x-1-py3-none-any.whl": "wheel", "build/wheels/requirements.txt": "x==1\n"},
+    )
     first = build.pack_context(project, tmp_path / "a.tar.gz").read_bytes()
     members = _members(first)
     assert set(members) == {
         ".dockerignore",
         "components/Dockerfile",
         "build/wheels/x-1-py3-none-any.whl",
-        "build/wheels/y.txt",
+        "build/wheels/requirements.txt",
     }
     assert {(m.mtime, m.uid, m.uname) for m in members.values()} == {(0, 0, "")}
     # Reproducible: the same files give the same bytes.
@@ -95,8 +160,86 @@ def test_pack_context_holds_exactly_what_docker_sees(project: Path, tmp_path: Pa
 
 
 def test_pack_context_without_wheels_says_what_to_run(project: Path, tmp_path: Path) -> None:
-    with pytest.raises(build.BuildError, match=r"no wheels in build/wheels: run `pip wheel"):
+    with pytest.raises(build.BuildError) as excinfo:
         build.pack_context(project, tmp_path / "c.tar.gz")
+    assert str(excinfo.value) == (
+        "no wheels or no build/wheels/requirements.txt in build/wheels: run `uv export --locked "
+        "--no-dev --no-emit-project --no-editable --format requirements-txt --quiet "
+        "--output-file build/locked-requirements.txt`, then "
+        "`python -m vertexkit.gcp.build wheels .`"
+    )
+
+
+def _build_wheels(project: Path) -> list[Step]:
+    """Apply the plan's first steps: remove old wheels, export the lock, build the wheels."""
+    steps = _plan(project, local_docker=True)[:3]
+    execute(steps, out=io.StringIO())
+    return steps
+
+
+def test_wheels_are_the_locked_versions_and_the_image_installs_only_them(project: Path) -> None:
+    _write(project, {"build/wheels/stale-0.9-py3-none-any.whl": "old"})
+    _build_wheels(project)
+    wheels = project / "build" / "wheels"
+    assert sorted(p.name for p in wheels.iterdir()) == [
+        "dep-1.0-py3-none-any.whl",
+        "requirements.txt",
+        "tiny-0.1.0-py3-none-any.whl",
+    ]
+    # The exported lock names dep 1.0 with the hash uv.lock holds; the wheel is that file.
+    locked = (project / "build" / "locked-requirements.txt").read_text()
+    dep = hashlib.sha256((wheels / "dep-1.0-py3-none-any.whl").read_bytes()).hexdigest()
+    assert f"--hash=sha256:{dep}" in locked and f"sha256:{dep}" in (project / "uv.lock").read_text()
+    tiny = hashlib.sha256((wheels / "tiny-0.1.0-py3-none-any.whl").read_bytes()).hexdigest()
+    assert (wheels / "requirements.txt").read_text().splitlines()[1:] == [
+        f"dep==1.0 --hash=sha256:{dep}",
+        f"tiny==0.1.0 --hash=sha256:{tiny}",
+    ]
+
+
+def test_a_file_that_does_not_match_the_lock_fails_the_build(project: Path, tmp_path: Path) -> None:
+    # The index now serves another file under the same name and version.
+    _publish(tmp_path / "index", tmp_path / "files", body="print('tampered')\n")
+    with pytest.raises(CloudError) as excinfo:
+        _build_wheels(project)
+    assert "build wheels" in str(excinfo.value)
+    assert "hash" in str(excinfo.value).lower()
+    assert not list((project / "build" / "wheels").glob("dep-*.whl"))
+
+
+def test_a_stale_lock_fails_the_export(project: Path) -> None:
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"dep==1.0"', '"dep>=1.0"'))
+    with pytest.raises(CloudError) as excinfo:
+        _build_wheels(project)
+    assert "export locked requirements" in str(excinfo.value)
+    assert "uv lock" in str(excinfo.value)
+
+
+def test_build_without_uv_lock_says_to_lock_and_commit(project: Path) -> None:
+    (project / "uv.lock").unlink()
+    with pytest.raises(build.BuildError) as excinfo:
+        _plan(project)
+    assert str(excinfo.value) == (
+        f"uv.lock not found in {project.resolve()}: the base image installs exactly the locked "
+        "versions; run `uv lock` (or `uv sync`) and commit uv.lock"
+    )
+
+
+def test_split_requirements_keeps_hashed_lines_apart_from_direct_references() -> None:
+    exported = (
+        "# This file was autogenerated by uv\n"
+        "file:///work/vertexkit\n    # via demo\n"
+        "dep==1.0 ; python_full_version < '3.12' \\\n"
+        "    --hash=sha256:aa \\\n    --hash=sha256:bb\n    # via demo\n"
+        "vertexkit @ git+https://github.com/org/vertexkit.git@0123abc\n"
+    )
+    assert build.split_requirements(exported) == (
+        ["dep==1.0 ; python_full_version < '3.12'      --hash=sha256:aa      --hash=sha256:bb"],
+        ["file:///work/vertexkit", "vertexkit @ git+https://github.com/org/vertexkit.git@0123abc"],
+    )
+    with pytest.raises(build.BuildError, match="unexpected option"):
+        build.split_requirements("-e ./vertexkit\n")
 
 
 def _cloud_build(server: RecordingServer, final: dict) -> None:
@@ -208,24 +351,30 @@ def test_dry_run_shows_placeholders_and_sends_nothing(
     root = str(project.resolve())
     assert [s["step"] for s in planned] == [
         "remove old wheels",
+        "export locked requirements",
         "build wheels",
         "pack build context",
         "upload build context",
         "start cloud build",
         "wait for cloud build",
     ]
-    clean, wheels, pack, upload, start, wait = planned
+    clean, export, wheels, pack, upload, start, wait = planned
     assert clean["command"] == [sys.executable, "-m", "vertexkit.gcp.build", "clean", root]
-    assert wheels["command"] == [
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        ".",
-        "--wheel-dir",
-        "build/wheels",
+    assert export["command"] == [
+        build.uv_executable(),
+        "export",
+        "--locked",
+        "--no-dev",
+        "--no-emit-project",
+        "--no-editable",
+        "--format",
+        "requirements-txt",
+        "--quiet",
+        "--output-file",
+        "build/locked-requirements.txt",
     ]
-    assert wheels["cwd"] == root
+    assert wheels["command"] == [sys.executable, "-m", "vertexkit.gcp.build", "wheels", root]
+    assert export["cwd"] == wheels["cwd"] == root
     context = f"{root}/build/context.tar.gz"
     assert pack["command"] == [sys.executable, "-m", "vertexkit.gcp.build", "pack", root, context]
     assert upload == {
@@ -254,6 +403,7 @@ def test_dry_run_shows_placeholders_and_sends_nothing(
     assert f"raw upload of {context} (application/octet-stream)" in text.getvalue()
     assert recording_server.requests == []
     assert not (project / "build/wheels").exists()
+    assert not (project / "build/locked-requirements.txt").exists()
     assert not (project / "build/context.tar.gz").exists()
 
 
@@ -261,13 +411,11 @@ def test_local_docker_plan(project: Path) -> None:
     steps = _plan(project, local_docker=True)
     root = str(project.resolve())
     planned = [step.to_json() for step in steps]
+    export = [build.uv_executable(), *build.EXPORT_ARGS]
     assert [(s["step"], s["command"], s["cwd"]) for s in planned] == [
         ("remove old wheels", [sys.executable, "-m", "vertexkit.gcp.build", "clean", root], root),
-        (
-            "build wheels",
-            [sys.executable, "-m", "pip", "wheel", ".", "--wheel-dir", "build/wheels"],
-            root,
-        ),
+        ("export locked requirements", export, root),
+        ("build wheels", [sys.executable, "-m", "vertexkit.gcp.build", "wheels", root], root),
         (
             "docker build",
             ["docker", "build", "-f", "components/Dockerfile", "-t", IMAGE, "."],

@@ -28,13 +28,15 @@ RUN_CONTEXT = f"{PARENT}/metadataStores/default/contexts/x"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """The fixture project, made buildable (tiny wheel backend, Dockerfile) and committed."""
+    """The fixture project, made buildable (tiny wheel backend, uv.lock, Dockerfile), committed."""
     root = tmp_path / "project"
     shutil.copytree(FIXTURES / "project", root)
     shutil.copy(FIXTURES / "tiny_backend.py", root / "tiny_backend.py")
     (root / "pyproject.toml").write_text(
         '[build-system]\nrequires = []\nbuild-backend = "tiny_backend"\nbackend-path = ["."]\n'
+        '\n[project]\nname = "tiny"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
     )
+    subprocess.run([sys.executable, "-m", "uv", "lock", "--offline"], cwd=root, check=True)
     (root / "components" / "tiny").mkdir(parents=True)
     (root / "components" / "tiny" / "__init__.py").write_text("")
     (root / "components" / "Dockerfile").write_text("FROM python:3.11-slim\n")

@@ -15,8 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from uv import find_uv_bin
 
 from tests.fixture_project import copy_project
+
+UV = find_uv_bin()  # the uv package's binary: on PATH in the dry runs, so they show plain "uv"
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("VERTEXKIT_UPDATE_GOLDEN") == "1"
@@ -54,7 +57,11 @@ def _project(tmp_path: Path, orchestrator: str) -> Path:
     if orchestrator == "kfp":
         base = root / "config" / "base.yaml"
         base.write_text(base.read_text() + KFP_CONFIG)
-    (root / "pyproject.toml").write_text('[project]\nname = "demo"\nversion = "0.1.0"\n')
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
+    )
+    # The base image is built from uv.lock; a project without dependencies locks offline.
+    subprocess.run([UV, "lock", "--offline", "--quiet"], cwd=root, check=True)
     (root / "components" / "tiny").mkdir(parents=True)
     (root / "components" / "tiny" / "__init__.py").write_text("")
     (root / "components" / "Dockerfile").write_text("FROM python:3.11-slim\n")
@@ -69,7 +76,11 @@ def _dry_run(root: Path, args: list[str]) -> list[dict]:
     result = subprocess.run(
         [sys.executable, "-m", "invoke", *args, "--dry-run", "--json"],
         cwd=root,
-        env={**env, "KFP_TOKEN": "not-used-by-dry-runs"},
+        env={
+            **env,
+            "KFP_TOKEN": "not-used-by-dry-runs",
+            "PATH": f"{os.path.dirname(UV)}{os.pathsep}{env['PATH']}",
+        },
         capture_output=True,
         text=True,
         timeout=300,

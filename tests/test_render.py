@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from tests.template_support import render, text_files
+import vertexkit
+from tests.template_support import GIT, ROOT, release_repo, render, render_from_git, text_files
 from vertexkit.project.config import environments, load_config
 
 ENVIRONMENTS = ["dev", "staging", "prod"]
@@ -32,6 +35,7 @@ LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 
 EXPECTED_FILES = [
     ".copier-answers.yml",
+    ".python-version",
     ".gitignore",
     ".dockerignore",
     ".pre-commit-config.yaml",
@@ -92,7 +96,8 @@ def test_rendered_project(tmp_path: Path, envs: list[str], python: str, orchestr
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["requires-python"] == f">={python},<3.13"
     assert pyproject["tool"]["ruff"]["target-version"] == f"py{python.replace('.', '')}"
-    assert any(dep.startswith("vertexkit @ ") for dep in pyproject["project"]["dependencies"])
+    assert (project / ".python-version").read_text() == f"{python}\n"
+    _check_vertexkit_from_checkout(project, pyproject)
     assert f"FROM python:{python}." in (project / "components" / "Dockerfile").read_text()
 
     # Values that come from answers are quoted in the generated YAML: a name YAML reads as a
@@ -111,6 +116,128 @@ def test_rendered_project(tmp_path: Path, envs: list[str], python: str, orchestr
     readme = (project / "README.md").read_text()
     assert ("invoke schedule" in readme) == (orchestrator == "vertex")
     _ruff_clean(project)
+
+
+def _check_vertexkit_from_checkout(project: Path, pyproject: dict) -> None:
+    """Pinned to the template's version; uv takes it from this checkout, in editable mode."""
+    dependencies = pyproject["project"]["dependencies"]
+    assert f"vertexkit=={vertexkit.__version__}" in dependencies
+    assert not [dep for dep in dependencies if "@" in dep or "file:" in dep]
+    assert pyproject["tool"]["uv"]["sources"] == {
+        "vertexkit": {"path": str(ROOT), "editable": True}
+    }
+    assert pyproject["dependency-groups"]["dev"] == [f"{pyproject['project']['name']}[dev]"]
+    readme = (project / "README.md").read_text()
+    assert f'pip install -e "{ROOT}" -e ".[dev]"' in readme
+
+
+def _git(project: Path, *args: str) -> str:
+    result = subprocess.run([*GIT, *args], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_copy_makes_one_commit_with_the_author_when_git_has_no_identity(tmp_path: Path) -> None:
+    # The copier command line, in an environment where git knows no one.
+    (tmp_path / "gitconfig").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") and k != "EMAIL"}
+    env.update(GIT_CONFIG_GLOBAL=str(tmp_path / "gitconfig"), GIT_CONFIG_NOSYSTEM="1")
+    project = tmp_path / "project"
+    answers = {
+        "gcp_project_id": "acme-ml-dev",
+        "project_name": "Fraud",
+        "author_name": "Fraud Team",
+        "author_email": "f@ex.com",
+    }
+    data = [arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")]
+    copy = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD"]
+    copied = subprocess.run(
+        [*copy, *data, str(ROOT), str(project)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert copied.returncode == 0, copied.stderr
+    assert "cd " + str(project) in copied.stdout + copied.stderr
+    log = subprocess.run(
+        ["git", "log", "--format=%an <%ae> %cn <%ce> | %s"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    version = vertexkit.__version__
+    assert log == (
+        f"Fraud Team <f@ex.com> Fraud Team <f@ex.com> | Render Fraud from vertexkit {version}\n"
+    )
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all", "--ignored"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert status.stdout == ""
+    tracked = _git(project, "ls-files").split()
+    assert ".copier-answers.yml" in tracked and "pyproject.toml" in tracked
+
+
+def test_copy_inside_a_git_repository_leaves_the_committing_to_it(tmp_path: Path) -> None:
+    outer = tmp_path / "monorepo"
+    outer.mkdir()
+    _git(outer, "init", "-q")
+    project = render(outer / "ml", {})
+    assert not (project / ".git").exists()
+    assert _git(outer, "rev-list", "--all") == ""
+    assert _git(outer, "status", "--porcelain") == "?? ml/\n"
+
+
+def test_rendered_from_git_takes_vertexkit_from_the_tag_and_updates_without_conflict(
+    tmp_path: Path,
+) -> None:
+    version = vertexkit.__version__
+    repo = release_repo(tmp_path / "vertexkit.git", tag=f"v{version}")
+    project = render_from_git(repo, tmp_path / "project")
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert f"vertexkit=={version}" in pyproject["project"]["dependencies"]
+    assert pyproject["tool"]["uv"]["sources"] == {
+        "vertexkit": {"git": f"file://{repo}", "tag": f"v{version}"}
+    }
+    readme = (project / "README.md").read_text()
+    assert f'pip install "vertexkit @ git+file://{repo}@v{version}" -e ".[dev]"' in readme
+    assert _git(project, "rev-list", "--count", "HEAD") == "1\n"
+
+    # The team adds a dependency of its own, first in its part of the list, and commits.
+    text = (project / "pyproject.toml").read_text()
+    ours = "  # The project's own dependencies: add yours here.\n"
+    assert ours in text
+    (project / "pyproject.toml").write_text(text.replace(ours, ours + '  "xgboost>=2",\n'))
+    _git(project, "commit", "-qam", "xgboost")
+
+    # A later, untagged template commit moves vertexkit to 0.3.0: `copier update` to it changes
+    # the pin and its source without conflicting with the team's line, and commits nothing.
+    copier_yml = (repo / "copier.yml").read_text()
+    (repo / "copier.yml").write_text(copier_yml.replace(f'"{version}"', '"0.3.0"', 1))
+    _git(repo, "commit", "-qam", "vertexkit 0.3.0")
+    head = _git(repo, "rev-parse", "HEAD").strip()
+    from copier import run_update
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the old version's answers are replayed, with warnings
+        run_update(project, vcs_ref="HEAD", defaults=True, overwrite=True, unsafe=True, quiet=True)
+    text = (project / "pyproject.toml").read_text()
+    assert "<<<<<<<" not in text
+    pyproject = tomllib.loads(text)
+    assert pyproject["project"]["dependencies"][:3] == [
+        "vertexkit==0.3.0",
+        "xgboost>=2",
+        "kfp==2.17.0",
+    ]
+    assert pyproject["tool"]["uv"]["sources"] == {
+        "vertexkit": {"git": f"file://{repo}", "rev": head}
+    }
+    assert _git(project, "rev-list", "--count", "HEAD") == "2\n"
+    assert " M pyproject.toml" in _git(project, "status", "--porcelain")
 
 
 @pytest.mark.parametrize("python", PYTHONS)

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # What generated projects import: module -> names. Kept small, documented and stable.
 PUBLIC_API: dict[str, tuple[str, ...]] = {

@@ -1,9 +1,12 @@
 """Build and push the components base image: ``invoke build --env ENV``.
 
-The image is built from the project root after ``pip wheel . --wheel-dir build/wheels``, with
-``components/Dockerfile``, on Cloud Build (default) or with the local Docker engine. The plan is
-data (``plan_build``): ``execute(steps, dry_run=True)`` shows it, ``execute(steps)``
-runs it and ``record_build`` writes ``build/images/<env>.json``, which ``read_image`` reads.
+The image is built from the project root with ``components/Dockerfile``, on Cloud Build (default)
+or with the local Docker engine, from wheels of exactly the versions in ``uv.lock``: ``uv export``
+lists them with their hashes, ``python -m vertexkit.gcp.build wheels`` downloads (hash-checked) or
+builds them into ``build/wheels`` with the project's own wheel, and lists what the image installs.
+The plan is data (``plan_build``): ``execute(steps, dry_run=True)`` shows it,
+``execute(steps)`` runs it and ``record_build`` writes ``build/images/<env>.json``, which
+``read_image`` reads.
 
 The context goes to Cloud Storage as a raw media upload; the build's long-running operation is
 polled by a repeating step until it is done.
@@ -13,10 +16,13 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -40,7 +46,22 @@ from vertexkit.steps import (
 )
 
 DOCKERFILE = "components/Dockerfile"
+UV_LOCK = "uv.lock"
 WHEELS_DIR = "build/wheels"
+LOCKED_REQUIREMENTS = "build/locked-requirements.txt"  # `uv export` of uv.lock, with hashes
+IMAGE_REQUIREMENTS = f"{WHEELS_DIR}/requirements.txt"  # what the image installs
+EXPORT_ARGS = (
+    "export",
+    "--locked",
+    "--no-dev",
+    "--no-emit-project",
+    "--no-editable",
+    "--format",
+    "requirements-txt",
+    "--quiet",
+    "--output-file",
+    LOCKED_REQUIREMENTS,
+)
 CONTEXT_FILE = "build/context.tar.gz"
 IMAGES_DIR = Path("build") / "images"
 DOCKER_BUILDER = "gcr.io/cloud-builders/docker"
@@ -48,7 +69,8 @@ OCTET_STREAM = "application/octet-stream"
 POLL_SECONDS = 5.0
 MAX_POLLS = 360  # 30 minutes: Cloud Build's default timeout (10 min) plus time in the queue
 
-CLEAN, WHEELS, PACK = "remove old wheels", "build wheels", "pack build context"
+CLEAN, EXPORT = "remove old wheels", "export locked requirements"
+WHEELS, PACK = "build wheels", "pack build context"
 UPLOAD, START, WAIT = "upload build context", "start cloud build", "wait for cloud build"
 DOCKER_BUILD, DOCKER_PUSH, DIGEST = "docker build", "docker push", "read image digest"
 
@@ -95,12 +117,12 @@ def plan_build(
     """
     root = str(Path(project_dir).resolve())
     image = image_name(config, package or package_name(root), git_commit)
+    require_lock(root)
     own = (sys.executable, "-m", "vertexkit.gcp.build")
     steps: list[Step] = [
         CommandStep(CLEAN, (*own, "clean", root), cwd=root),
-        CommandStep(
-            WHEELS, (sys.executable, "-m", "pip", "wheel", ".", "--wheel-dir", WHEELS_DIR), root
-        ),
+        CommandStep(EXPORT, (uv_executable(), *EXPORT_ARGS), root),
+        CommandStep(WHEELS, (*own, "wheels", root), root),
     ]
     if local_docker:  # BuildKit (needed by RUN --mount) is the default builder since Docker 23.
         return [
@@ -164,6 +186,87 @@ def plan_build(
             extract=lambda operation: _finished(operation, max_polls),
         ),
     ]
+
+
+def require_lock(project_dir: str | Path) -> None:
+    """The image is built from ``uv.lock``: without one, fail early saying how to make it."""
+    if not (Path(project_dir) / UV_LOCK).is_file():
+        raise BuildError(
+            f"{UV_LOCK} not found in {project_dir}: the base image installs exactly the locked "
+            "versions; run `uv lock` (or `uv sync`) and commit uv.lock"
+        )
+
+
+def uv_executable() -> str:
+    """``uv`` on PATH, else the binary of the ``uv`` package in this environment."""
+    if shutil.which("uv"):
+        return "uv"
+    try:
+        from uv import find_uv_bin
+
+        return str(find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        raise BuildError(
+            "uv not found: the base image is built from uv.lock with `uv export`; install uv "
+            "(`pip install uv`, or see https://docs.astral.sh/uv/)"
+        ) from None
+
+
+def split_requirements(text: str) -> tuple[list[str], list[str]]:
+    """Split ``uv export`` output into hashed lines (registry files) and direct references.
+
+    Direct references (a git URL, a local path) have no hashes to check; pip builds them.
+    """
+    hashed, direct = [], []
+    for raw in text.replace("\\\n", " ").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-"):
+            raise BuildError(f"unexpected option in the exported requirements: {line!r}")
+        (hashed if "--hash=" in line else direct).append(line)
+    return hashed, direct
+
+
+def build_wheels(project_dir: str | Path, python: str = sys.executable) -> Path:
+    """Fill ``build/wheels`` from the exported lock; return the image's requirements file.
+
+    Registry packages are downloaded (or built from their sdist) only if their file matches a
+    hash in ``uv.lock``; direct references and the project itself are built without their
+    dependencies, which the lock lists. The image installs these files and nothing else:
+    ``requirements.txt`` pins each to its version and the hash of the file here.
+    """
+    root = Path(project_dir).resolve()
+    exported = root / LOCKED_REQUIREMENTS
+    if not exported.is_file():
+        raise BuildError(
+            f"{LOCKED_REQUIREMENTS} not found: run `uv {shlex.join(EXPORT_ARGS)}` first"
+        )
+    hashed, direct = split_requirements(exported.read_text(encoding="utf-8"))
+    wheels = root / WHEELS_DIR
+    pip = [python, "-m", "pip", "--disable-pip-version-check", "wheel", "--no-deps"]
+    pip += ["--wheel-dir", str(wheels)]
+    with tempfile.TemporaryDirectory() as folder:
+        if hashed:
+            listed = Path(folder) / "hashed.txt"
+            listed.write_text("\n".join(hashed) + "\n", encoding="utf-8")
+            _pip([*pip, "--require-hashes", "--requirement", str(listed)], root)
+        _pip([*pip, *direct, "."], root)
+    lines = []
+    for wheel in sorted(wheels.glob("*.whl")):
+        name, version = wheel.name.split("-")[:2]
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        lines.append(f"{re.sub(r'[-_.]+', '-', name).lower()}=={version} --hash=sha256:{digest}")
+    target = root / IMAGE_REQUIREMENTS
+    header = "# The wheels the base image installs (`vertexkit.gcp.build wheels`, from uv.lock).\n"
+    target.write_text(header + "\n".join(lines) + "\n", encoding="utf-8")
+    return target
+
+
+def _pip(command: list[str], cwd: Path) -> None:
+    print(f"$ {shlex.join(command)}", flush=True)
+    if subprocess.run(command, cwd=cwd).returncode != 0:
+        raise BuildError(f"`{shlex.join(command)}` failed (its output is above)")
 
 
 def _digest_step(image: str, root: str) -> CommandStep:
@@ -253,8 +356,11 @@ def context_files(project_dir: str | Path) -> list[str]:
     if not (root / DOCKERFILE).is_file():
         raise BuildError(f"{DOCKERFILE} not found in {root}")
     wheels = sorted(p for p in (root / WHEELS_DIR).rglob("*") if p.is_file())
-    if not any(p.suffix == ".whl" for p in wheels):
-        raise BuildError(f"no wheels in {WHEELS_DIR}: run `pip wheel . --wheel-dir {WHEELS_DIR}`")
+    if not any(p.suffix == ".whl" for p in wheels) or not (root / IMAGE_REQUIREMENTS).is_file():
+        raise BuildError(
+            f"no wheels or no {IMAGE_REQUIREMENTS} in {WHEELS_DIR}: run "
+            f"`uv {shlex.join(EXPORT_ARGS)}`, then `python -m vertexkit.gcp.build wheels .`"
+        )
     extra = [name for name in (".dockerignore", DOCKERFILE) if (root / name).is_file()]
     return sorted({p.relative_to(root).as_posix() for p in wheels} | set(extra))
 
@@ -296,18 +402,23 @@ def _write_atomically(target: Path, write: Callable[[IO[bytes]], object]) -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m vertexkit.gcp.build pack PROJECT OUT`` | ``clean PROJECT``: the local steps."""
+    """``python -m vertexkit.gcp.build`` ``pack PROJECT OUT`` | ``wheels PROJECT`` |
+    ``clean PROJECT``: the local steps of a build."""
     parser = argparse.ArgumentParser(prog="python -m vertexkit.gcp.build")
     commands = parser.add_subparsers(dest="command", required=True)
     pack = commands.add_parser("pack", help="pack the Docker build context into a tar.gz")
     pack.add_argument("project_dir")
     pack.add_argument("out")
+    wheels = commands.add_parser("wheels", help=f"fill {WHEELS_DIR} from {LOCKED_REQUIREMENTS}")
+    wheels.add_argument("project_dir")
     clean = commands.add_parser("clean", help=f"remove {WHEELS_DIR} (stale wheels)")
     clean.add_argument("project_dir")
     args = parser.parse_args(argv)
     try:
         if args.command == "pack":
             print(pack_context(args.project_dir, args.out))
+        elif args.command == "wheels":
+            print(build_wheels(args.project_dir))
         else:
             shutil.rmtree(Path(args.project_dir) / WHEELS_DIR, ignore_errors=True)
     except BuildError as exc:
