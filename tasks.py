@@ -17,6 +17,13 @@ SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12")
 DEMO_ANSWERS = {"gcp_project_id": "acme-ml-dev"}
 
 
+def shown(path: Path) -> str:
+    """``path`` as the user can use it where they stand: relative inside the working
+    directory, else absolute."""
+    path, here = path.resolve(), Path.cwd().resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
+
+
 def render(dest: Path, answers: dict[str, object]) -> None:
     """Render the template from this checkout (its working tree, edits included)."""
     from copier import run_copy
@@ -53,7 +60,7 @@ def demo(c: Context, dest: str = "build/demo") -> None:
     if version not in SUPPORTED_PYTHONS:
         raise Exit(f"the demo needs Python {', '.join(SUPPORTED_PYTHONS)}; this is {version}", 2)
     target = (ROOT / dest).resolve()
-    print(f"==> rendering the template into {target.relative_to(ROOT)} (Python {version})")
+    print(f"==> rendering the template into {shown(target)} (Python {version})")
     render(target, {**DEMO_ANSWERS, "python_version": version})
 
     # As the project's README says: `uv sync`, then `uv run invoke ...`. vertexkit comes from
@@ -61,14 +68,19 @@ def demo(c: Context, dest: str = "build/demo") -> None:
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     print("==> uv sync (the first time takes a minute)", flush=True)
     subprocess.run([uv(), "sync"], cwd=target, env=env, check=True)
+    # Run from here, not from the project (uv run --project keeps the working directory), so
+    # that the paths the runs print work from here.
     for pipeline in ("training", "prediction"):
-        print(f"==> uv run invoke run --local --pipeline {pipeline}", flush=True)
-        command = [uv(), "run", "invoke", "run", "--local", "--pipeline", pipeline]
-        if subprocess.run(command, cwd=target, env=env).returncode != 0:
+        print(
+            f"==> uv run --project {shown(target)} invoke --search-root {shown(target)} "
+            f"run --local --pipeline {pipeline}",
+            flush=True,
+        )
+        command = [uv(), "run", "--project", str(target), "invoke", "--search-root", str(target)]
+        command += ["run", "--local", "--pipeline", pipeline]
+        if subprocess.run(command, env=env).returncode != 0:
             raise Exit(f"the {pipeline} pipeline failed (its output is above)", 1)
-    print(
-        f"\nThe demo project is in {target.relative_to(ROOT)}; its README explains what is where."
-    )
+    print(f"\nThe demo project is in {shown(target)}; its README explains what is where.")
 
 
 @task(help={"args": "extra pytest arguments, e.g. '-m \"not slow\"' or '-k render'"})

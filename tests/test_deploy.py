@@ -279,3 +279,67 @@ def test_publish_prints_the_pinned_template_uris(
     assert result.returncode == 0, result.stderr
     uri = f"https://europe-west4-kfp.pkg.dev/acme-ml-dev/demo-pipelines/demo-training/{DIGEST}"
     assert f"published {uri}" in result.stdout
+
+
+def test_publish_refuses_templates_compiled_without_env(project: Path, tmp_path: Path) -> None:
+    assert _invoke(project, {}, "compile").returncode == 0  # no --env: the local image
+    result = _invoke(project, _no_credentials(tmp_path), "publish", "--env", "dev", "--dry-run")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip() == (
+        "error: build/pipelines/training.yaml was compiled without --env, not for 'dev' (its "
+        "image, parameter values and caching); run `invoke build --env dev` (once per image "
+        "change), then `invoke compile --env dev`, then publish again"
+    )
+    assert result.stdout == ""
+
+
+def _record_image(project: Path, env: str, digest: str = DIGEST) -> str:
+    image = f"europe-west4-docker.pkg.dev/acme-ml-{env}/demo-images/tiny-base@{digest}"
+    record = project / "build" / "images" / f"{env}.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"reference": image}))  # as `invoke build --env ENV` leaves it
+    return image
+
+
+def test_publish_refuses_templates_compiled_for_another_environment(project: Path) -> None:
+    (project / "config" / "prod.yaml").write_text("gcp:\n  project_id: acme-ml-prod\n")
+    _record_image(project, "dev")
+    _record_image(project, "prod")
+    assert _invoke(project, {}, "compile", "--env", "prod").returncode == 0
+    result = _invoke(project, {}, "publish", "--env", "dev", "--dry-run")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(
+        "error: build/pipelines/training.yaml was compiled for 'prod', not for 'dev'"
+    )
+
+
+def test_publish_refuses_templates_changed_after_compile(project: Path) -> None:
+    _record_image(project, "dev")
+    assert _invoke(project, {}, "compile", "--env", "dev").returncode == 0
+    template = project / "build" / "pipelines" / "training.yaml"
+    template.write_text(template.read_text() + "# edited by hand\n")
+    result = _invoke(project, {}, "publish", "--env", "dev", "--dry-run")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(
+        "error: build/pipelines/training.yaml was not written by `invoke compile --env dev` (or "
+        "changed since)"
+    )
+    assert _invoke(project, {}, "compile", "--env", "dev").returncode == 0
+    result = _invoke(project, {}, "publish", "--env", "dev", "--dry-run")
+    assert result.returncode == 0, result.stderr
+
+
+def test_publish_refuses_templates_compiled_before_the_last_build(project: Path) -> None:
+    record = project / "build" / "images" / "dev.json"
+    record.parent.mkdir(parents=True)
+    repository = "europe-west4-docker.pkg.dev/acme-ml-dev/demo-images/tiny-base"
+    record.write_text(json.dumps({"reference": f"{repository}@sha256:{'a' * 64}"}))
+    assert _invoke(project, {}, "compile", "--env", "dev").returncode == 0
+    record.write_text(json.dumps({"reference": f"{repository}@{DIGEST}"}))  # a newer build
+    result = _invoke(project, {}, "publish", "--env", "dev", "--dry-run")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith(
+        f"error: build/pipelines/training.yaml was compiled with '{repository}@sha256:{'a' * 64}',"
+        f" not the image last built for 'dev' ({repository}@{DIGEST}); run `invoke compile --env"
+        " dev`, then publish again"
+    )

@@ -101,7 +101,8 @@ def test_generated_project_end_to_end(tmp_path: Path, variant: str) -> None:
     )
     assert "[6/6]" in trained.stdout and "roc_auc" in trained.stdout
     predicted = _run([*uv_run, "invoke", "run", "--local", "--pipeline", "prediction"], project)
-    assert "[4/4]" in predicted.stdout and "predictions:" in predicted.stdout
+    assert "[4/4]" in predicted.stdout
+    assert re.search(r"\n  predictions: build/local/\S+/predictions\.csv ", predicted.stdout)
     registry = next((project / "build/local/registry").iterdir())
     champion = json.loads((registry / "champion.json").read_text())
     assert champion["version"] == 1

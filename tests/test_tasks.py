@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -14,9 +15,12 @@ import yaml
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def invoke(project: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def invoke(
+    project: Path, *args: str, cwd: Path | None = None, environ: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``invoke <args>`` with the project's tasks.py, from ``cwd`` (default: the project)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERTEXKIT__")}
+    env.update(environ or {})
     return subprocess.run(
         [sys.executable, "-m", "invoke", "--search-root", str(project), *args],
         cwd=cwd or project,
@@ -69,7 +73,8 @@ def test_outside_a_project(tmp_path: Path) -> None:
 def test_compile_writes_build_pipelines_from_a_subfolder(project: Path) -> None:
     result = invoke(project, "compile", cwd=project / "pipelines")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "compiled build/pipelines/training.yaml\n"
+    # A path that works from where the user stands: outside the working directory, absolute.
+    assert result.stdout == f"compiled {project.resolve()}/build/pipelines/training.yaml\n"
     compiled = project / "build" / "pipelines" / "training.yaml"
     spec = yaml.safe_load(compiled.read_text())
     assert spec["pipelineInfo"]["name"] == "demo-training"
@@ -123,7 +128,9 @@ def test_compile_invalid_config(project: Path) -> None:
 
 def test_run_without_pipeline(project: Path) -> None:
     result = invoke(project, "run", "--local")
-    assert_user_error(result, 2, "error: name the pipeline with --pipeline (available: training)")
+    assert_user_error(
+        result, 2, "error: name the pipeline with --pipeline NAME (available: training)"
+    )
 
 
 def test_run_without_local(project: Path) -> None:
@@ -172,6 +179,8 @@ def test_run_local_succeeds_with_params(project: Path) -> None:
     assert "parameters: shared_param=1, n=2, label='lines', ratio=1.0" in out
     assert "[1/2] make-data" in out and "[2/2] describe" in out
     assert "Pipeline 'training' succeeded in" in out
+    # Every parameter the run got, in the order of the pipeline's signature.
+    assert "\n  parameters: n=2, shared_param=1, label='lines', ratio=1.0\n" in out
     assert "  description: lines:2:1.0" in out
     assert "    rows               2\n" in out
     assert "  log: build/local/logs/training-" in out
@@ -236,3 +245,125 @@ def test_config_unknown_environment(project: Path) -> None:
     assert_user_error(
         result, 1, "error: unknown environment 'qa': no config/qa.yaml (available: dev)"
     )
+
+
+def _task_names() -> list[str]:
+    from vertexkit.tasks import namespace
+
+    return sorted(namespace().task_names)
+
+
+def namespace_doc(name: str) -> str:
+    from vertexkit.tasks import namespace
+
+    return (namespace()[name].__doc__ or "").strip().splitlines()[0]
+
+
+def test_every_task_prints_its_help(project: Path) -> None:
+    """`--help` comes first, even for tasks whose options are required (--env, --pipeline)."""
+    for name in _task_names():
+        result = invoke(project, name, "--help")
+        assert result.returncode == 0, (name, result.stderr)
+        assert result.stdout.startswith(f"Usage: inv[oke] [--core-opts] {name} "), result.stdout
+        summary = namespace_doc(name)
+        assert f"Docstring:\n  {summary}" in result.stdout, (name, result.stdout)
+        assert "\nOptions:\n" in result.stdout, (name, result.stdout)
+        assert result.stderr == "", (name, result.stderr)
+
+
+def test_help_shows_value_placeholders(project: Path) -> None:
+    result = invoke(project, "run", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "-P, --param KEY=VALUE: override a parameter" in text
+    assert "-e STRING, --env=STRING ENV: environment" in text
+    assert "-p STRING, --pipeline=STRING NAME: pipeline to run" in text
+
+
+def test_an_option_has_the_same_flags_in_every_task() -> None:
+    from vertexkit.tasks import namespace
+
+    collection = namespace()
+    flags: dict[str, dict[str, tuple[str, ...]]] = {}
+    for name in collection.task_names:
+        task = copy.copy(collection[name])
+        task.help = dict(task.help)  # get_arguments consumes the help texts
+        for argument in task.get_arguments():
+            flags.setdefault(argument.name, {})[name] = tuple(sorted(argument.names))
+    shared = {option: by_task for option, by_task in flags.items() if len(by_task) > 1}
+    assert {"env", "pipeline", "param", "dry_run", "json"} <= set(shared)
+    for option, by_task in shared.items():
+        assert len(set(by_task.values())) == 1, (option, by_task)
+    # No letter stands for two options.
+    letters: dict[str, str] = {}
+    for option, by_task in flags.items():
+        for names in by_task.values():
+            for short in (n for n in names if len(n) == 1):
+                assert letters.setdefault(short, option) == option, (short, option, letters)
+    assert flags["param"]["run"] == ("P", "param")
+    assert flags["env"]["deploy"] == ("e", "env")
+    assert flags["pause"]["schedule"] == ("pause",)
+
+
+def test_required_options_name_what_is_valid(project: Path) -> None:
+    for name in ("build", "publish", "deploy", "schedule", "status", "logs", "precheck"):
+        result = invoke(project, name)
+        assert_user_error(result, 2, "error: --env ENV is required (environments in config/: dev)")
+    result = invoke(project, "schedule", "--env", "dev")
+    assert_user_error(result, 2, "error: --pipeline NAME is required (pipelines: training)")
+    result = invoke(project, "logs", "-e", "dev")
+    assert_user_error(
+        result, 2, "error: --run RUN is required (the run ids: `invoke status --env dev`)"
+    )
+
+
+def test_run_local_without_credentials_says_how_to_get_them(project: Path, tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "pipelines" / "cloud_read.py", project / "pipelines" / "cloud_read.py")
+    (tmp_path / "gcloud").mkdir()
+    no_credentials = {  # no ADC file, an empty gcloud config, no metadata server
+        "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "absent.json"),
+        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+        "GCE_METADATA_HOST": "127.0.0.1:9",
+        "GCE_METADATA_IP": "127.0.0.1:9",
+    }
+    result = invoke(project, "run", "--local", "-p", "cloud_read", environ=no_credentials)
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.splitlines()
+    assert lines[:3] == [
+        "error: pipeline 'cloud_read' failed at task 'read-table': the task needs Google Cloud "
+        "credentials and found none (DefaultCredentialsError: File "
+        f"{tmp_path / 'absent.json'} was not found.)",
+        f"  GOOGLE_APPLICATION_CREDENTIALS names {tmp_path / 'absent.json'}, which does not "
+        "exist: unset it or point it at a credentials file",
+        "  get Application Default Credentials with `gcloud auth application-default login` "
+        "(in CI: Workload Identity Federation), then run again",
+    ]
+    assert lines[3].startswith("  full log: build/local/logs/cloud_read-")
+    assert len(lines) == 4
+    assert "Traceback" not in result.stderr
+
+
+def test_run_local_summary_shows_defaults_used(project: Path) -> None:
+    shutil.copy(FIXTURES / "pipelines" / "defaults.py", project / "pipelines" / "defaults.py")
+    result = invoke(project, "run", "-l", "-p", "defaults", "-P", "label=y")
+    assert result.returncode == 0, result.stderr
+    summary = result.stdout.split("Pipeline 'defaults' succeeded in", 1)[1]
+    used = summary.splitlines()[1]
+    assert used.startswith("  parameters: ")
+    assert used == "  parameters: n=1 (default), label='y', shared_param=1"
+
+
+def test_paths_are_relative_to_where_the_user_stands(project: Path) -> None:
+    outside = project.parent  # invoke --search-root project, from the folder above it
+    result = invoke(project, "compile", cwd=outside)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "compiled project/build/pipelines/training.yaml\n"
+    result = invoke(project, "run", "--local", "-p", "training", cwd=outside)
+    assert result.returncode == 0, result.stderr
+    assert "\n  log: project/build/local/logs/training-" in result.stdout
+    assert "\n  outputs: project/build/local/demo-training-" in result.stdout
+    shutil.copy(FIXTURES / "pipelines" / "failing.py", project / "pipelines" / "failing.py")
+    inside = project / "pipelines"
+    result = invoke(project, "run", "--local", "-p", "failing", cwd=inside)
+    assert result.returncode == 1
+    assert f"\n  full log: {project.resolve()}/build/local/logs/failing-" in result.stderr

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-from invoke import Collection, Context, task
+from invoke import Collection, Context, Task
+from invoke import task as invoke_task
 from invoke.exceptions import Exit
 
 from vertexkit.gcp import deploy as plans
 from vertexkit.local import pipelines as compiling
 from vertexkit.orchestrators import for_config
-from vertexkit.project.config import ConfigError, load_config
+from vertexkit.project.config import ConfigError, environments, load_config
 from vertexkit.project.params import ParameterError
 from vertexkit.steps import CloudError, execute
 
@@ -21,48 +25,113 @@ from vertexkit.steps import CloudError, execute
 _USER_ERRORS = (ConfigError, ParameterError, compiling.PipelineError)
 
 
-def project_root(start: Path | None = None) -> Path:
-    """The nearest directory at or above ``start`` that holds ``config/base.yaml``."""
+# One short flag per option, the same in every task: invoke would otherwise pick a free letter
+# per task (-a was --param in one task and --pause in another). Options not listed are long only.
+SHORT_FLAGS = {
+    "env": "e",
+    "pipeline": "p",
+    "param": "P",
+    "local": "l",
+    "verbose": "v",
+    "wait": "w",
+    "dry_run": "d",
+    "json": "j",
+    "cron": "c",
+    "run": "r",
+}
+
+
+class VertexkitTask(Task):
+    """An invoke task whose short flags come from :data:`SHORT_FLAGS`, never guessed."""
+
+    def arg_opts(self, name: str, default: Any, taken_names: set[str]) -> dict[str, Any]:
+        opts = super().arg_opts(name, default, taken_names)
+        if name in SHORT_FLAGS:
+            opts["names"] = [*opts["names"], SHORT_FLAGS[name]]
+        return opts
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """``invoke.task`` with the project's short flags (use it for the team's own tasks too)."""
+    kwargs.setdefault("klass", VertexkitTask)
+    kwargs.setdefault("auto_shortflags", False)
+    return invoke_task(*args, **kwargs)
+
+
+def project_root(start: Path | None = None, c: Context | None = None) -> Path:
+    """The nearest directory at or above ``start`` (default: the working directory) that holds
+    ``config/base.yaml``; else, given the task's context, the project whose tasks.py invoke
+    loaded (``invoke --search-root PROJECT ...`` run from another folder)."""
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
+    # invoke records the folder of the tasks.py it loaded as the prefix of project config files.
+    prefix = getattr(c.config, "_project_prefix", None) if c is not None else None
+    loaded = [Path(prefix).resolve()] if isinstance(prefix, str) else []
+    for folder in (here, *here.parents, *loaded):
         if (folder / "config" / "base.yaml").is_file():
             return folder
     raise Exit(f"no config/base.yaml in {here} or above: run this inside a vertexkit project", 2)
+
+
+def shown_path(path: Path | str) -> str:
+    """``path`` as the user can use it where they stand: relative to the working directory
+    when inside it, else absolute."""
+    path, here = Path(path).resolve(), Path.cwd().resolve()
+    return str(path.relative_to(here)) if path.is_relative_to(here) else str(path)
 
 
 def _fail(exc: Exception) -> Exit:
     return Exit(f"error: {exc}", 1)
 
 
+def _required_env(root: Path, env: str | None) -> str:
+    """The --env value, or a usage error naming the environments of config/."""
+    if env:
+        return env
+    known = ", ".join(environments(root)) or "none: add config/<env>.yaml"
+    raise Exit(f"error: --env ENV is required (environments in config/: {known})", 2)
+
+
+def _required(value: str | None, option: str, hint: str) -> str:
+    if value:
+        return value
+    raise Exit(f"error: {option} is required ({hint})", 2)
+
+
+def _pipelines_hint(root: Path) -> str:
+    return f"pipelines: {', '.join(compiling.discover(root)) or 'none in pipelines/'}"
+
+
 @task(
     help={
-        "pipeline": "compile only this pipeline (default: every file in pipelines/)",
-        "env": "environment to compile for: its parameter values, caching and built image",
+        "pipeline": "NAME: compile only this pipeline (default: every file in pipelines/)",
+        "env": "ENV: environment to compile for: its parameter values, caching and the image "
+        "`invoke build --env ENV` pushed (default: base.yaml alone, for local use)",
     }
 )
 def compile(c: Context, pipeline: str | None = None, env: str | None = None) -> None:
     """Compile pipelines to build/pipelines/<name>.yaml."""
     from vertexkit.gcp import build
 
-    root = project_root()
+    root = project_root(c=c)
     try:
         config = load_config(root, env)
         image = build.read_image(root, env) if env else None
         names = [pipeline] if pipeline else None
         written = compiling.compile_pipelines(root, config, names, image=image)
+        plans.record_compiled(root, env, image, written)
     except (*_USER_ERRORS, CloudError) as exc:
         raise _fail(exc) from None
     for path in written:
-        print(f"compiled {path.relative_to(root)}")
+        print(f"compiled {shown_path(path)}")
 
 
 @task(
     iterable=["param"],
     help={
-        "pipeline": "pipeline to run, the name of a file in pipelines/",
+        "pipeline": "NAME: pipeline to run, the name of a file in pipelines/ (required)",
         "local": "run on the embedded KFP local runner (no cloud account needed)",
-        "param": "override a parameter, key=value (repeatable); typed from the pipeline",
-        "env": "environment: its config and, without --local, where the run is submitted",
+        "param": "KEY=VALUE: override a parameter (repeatable); typed from the pipeline",
+        "env": "ENV: environment: its config and, without --local, where the run is submitted",
         "verbose": "stream the runner's full log instead of one line per task",
         "wait": "follow the submitted run's task states until it ends; fail if it fails",
         "dry_run": "print the request instead of sending it",
@@ -84,10 +153,10 @@ def run(
     from vertexkit.local import runner as local_runner
     from vertexkit.project.params import parse_assignments
 
-    root = project_root()
+    root = project_root(c=c)
     available = ", ".join(compiling.discover(root)) or "none"
     if not pipeline:
-        raise Exit(f"error: name the pipeline with --pipeline (available: {available})", 2)
+        raise Exit(f"error: name the pipeline with --pipeline NAME (available: {available})", 2)
     if not local:
         if not env:
             raise Exit("error: add --local to run here, or --env ENV to submit to Vertex AI", 2)
@@ -98,7 +167,7 @@ def run(
             root,
             env,
         )
-        _apply(steps, dry_run, json, env, follow=wait)
+        _apply(steps, dry_run, json, env, root=root, follow=wait)
         return
     try:
         overrides = parse_assignments(param or [])
@@ -106,14 +175,76 @@ def run(
     except _USER_ERRORS as exc:
         raise _fail(exc) from None
     except local_runner.LocalRunError as exc:
-        raise _fail(exc) from None
-    print(local_runner.summary(result, root))
+        message = _FULL_LOG.sub(lambda m: m[1] + shown_path(root / m[2]), str(exc))
+        raise Exit(f"error: {_explain_credentials(message)}", 1) from None
+    # Paths as seen from where the user stands (the summary makes them relative to its root).
+    first, *rest = local_runner.summary(result, Path.cwd()).split("\n")
+    try:
+        used = _parameters_used(root, pipeline, env, overrides)
+    except _USER_ERRORS:  # the run got past these checks: only a pipeline edited meanwhile
+        used = ""
+    print("\n".join([first, *([f"  parameters: {used}"] if used else []), *rest]))
 
 
-@task(help={"env": "environment to show (default: base.yaml alone, as local runs use it)"})
+def _parameters_used(root: Path, name: str, env: str | None, overrides: dict[str, str]) -> str:
+    """Every parameter of the pipeline with the value the run got: configured, given with
+    --param, or the pipeline's default (marked so)."""
+    from vertexkit.project.params import parameter_specs
+
+    pipeline = compiling.load_pipeline(root, name)
+    given = compiling.configured_parameters(load_config(root, env), name, pipeline, overrides)
+    specs = parameter_specs(compiling.pipeline_spec(pipeline))
+    # In the order of the pipeline function's signature (the IR's order varies).
+    signature = list(inspect.signature(pipeline.pipeline_func).parameters)
+    shown = []
+    for key in sorted(specs, key=lambda k: (signature.index(k) if k in signature else 1_000, k)):
+        spec = specs[key]
+        if key in given:
+            shown.append(f"{key}={given[key]!r}")
+        elif spec.optional:
+            shown.append(f"{key}={spec.default!r} (default)")
+    return ", ".join(shown)
+
+
+# The runner's failure message names the log relative to the project.
+_FULL_LOG = re.compile(r"^(\s*full log: )(.+)$", re.M)
+
+# How google-auth says that it found no usable credentials, in a task's traceback.
+_NO_CREDENTIALS = re.compile(
+    r"^\s*google\.auth\.exceptions\.(DefaultCredentialsError|RefreshError): ?(.*)$", re.M
+)
+
+
+def _explain_credentials(message: str) -> str:
+    """A failed local run whose task found no Google credentials: say so and how to get them.
+
+    The runner's message shows the failing task's output; when that is google-auth's
+    traceback, the traceback gives way to what is missing and the command that provides it.
+    """
+    found = _NO_CREDENTIALS.search(message)
+    if not found:
+        return message
+    kind, detail = found.groups()
+    head = message.split(";", 1)[0].split("\n", 1)[0]
+    log = [line.strip() for line in message.splitlines() if line.strip().startswith("full log:")]
+    lines = [f"{head}: the task needs Google Cloud credentials and found none ({kind}: {detail})"]
+    named = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if named and not Path(named).is_file():
+        lines.append(
+            f"GOOGLE_APPLICATION_CREDENTIALS names {named}, which does not exist: "
+            "unset it or point it at a credentials file"
+        )
+    lines.append(
+        "get Application Default Credentials with `gcloud auth application-default login` "
+        "(in CI: Workload Identity Federation), then run again"
+    )
+    return "\n  ".join(lines + log)
+
+
+@task(help={"env": "ENV: environment to show (default: base.yaml alone, as local runs use it)"})
 def config(c: Context, env: str | None = None) -> None:
     """Validate the configuration and print it as the tasks see it."""
-    root = project_root()
+    root = project_root(c=c)
     try:
         loaded = load_config(root, env)
     except ConfigError as exc:
@@ -125,7 +256,7 @@ def config(c: Context, env: str | None = None) -> None:
 @task
 def lint(c: Context) -> None:
     """Run ruff (lint and format check) and the pre-commit hooks."""
-    root = project_root()
+    root = project_root(c=c)
     with c.cd(str(root)):
         c.run(f"{sys.executable} -m ruff check .", pty=False)
         c.run(f"{sys.executable} -m ruff format --check .", pty=False)
@@ -135,10 +266,10 @@ def lint(c: Context) -> None:
             print("pre-commit skipped: not a git repository (run `git init` to enable it)")
 
 
-@task(help={"args": "extra arguments for pytest, e.g. '-k training -x'"})
+@task(help={"args": "ARGS: extra arguments for pytest, e.g. '-k training -x'"})
 def test(c: Context, args: str = "") -> None:
     """Run the project's tests."""
-    with c.cd(str(project_root())):
+    with c.cd(str(project_root(c=c))):
         c.run(f"{sys.executable} -m pytest {args}".strip(), pty=False)
 
 
@@ -157,7 +288,7 @@ def _cloud(plan: Any, root: Path, env: str, *, release: bool = True) -> list[Any
 
 
 def _apply(
-    steps: list[Any], dry_run: bool, as_json: bool, env: str, *, follow: bool = False
+    steps: list[Any], dry_run: bool, as_json: bool, env: str, *, root: Path, follow: bool = False
 ) -> Any:
     """Show (dry run) or send the steps; with ``follow``, wait for the submitted run."""
     if as_json and not dry_run:
@@ -166,7 +297,7 @@ def _apply(
         responses = execute(steps, dry_run=dry_run, as_json=as_json)
         if dry_run:
             return responses
-        orchestrator = for_config(load_config(project_root(), env))
+        orchestrator = for_config(load_config(root, env))
         run = orchestrator.submitted(responses)
         if run:
             print(f"submitted {run.run_id}: {run.url}")
@@ -189,7 +320,7 @@ def _apply(
 
 
 _CLOUD_HELP = {
-    "env": "environment (a config/<env>.yaml)",
+    "env": "ENV: the environment, a config/ENV.yaml (required)",
     "dry_run": "print the commands and requests instead of running them",
     "json": "with --dry-run: print the steps as a JSON array",
 }
@@ -197,27 +328,33 @@ _CLOUD_HELP = {
 
 @task(help={**_CLOUD_HELP, "local_docker": "build with the local Docker engine, not Cloud Build"})
 def build(
-    c: Context, env: str, local_docker: bool = False, dry_run: bool = False, json: bool = False
+    c: Context,
+    env: str | None = None,
+    local_docker: bool = False,
+    dry_run: bool = False,
+    json: bool = False,
 ) -> None:
     """Build and push the components base image; its digest is recorded for compile."""
-    root = project_root()
+    root = project_root(c=c)
+    env = _required_env(root, env)
     steps = _cloud(
         lambda config, release: plans.plan_build(root, config, release, local_docker=local_docker),
         root,
         env,
     )
-    _apply(steps, dry_run, json, env)
+    _apply(steps, dry_run, json, env, root=root)
 
 
 @task(help=_CLOUD_HELP)
-def publish(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
+def publish(c: Context, env: str | None = None, dry_run: bool = False, json: bool = False) -> None:
     """Upload the compiled templates to the environment's Artifact Registry repository."""
-    root = project_root()
+    root = project_root(c=c)
+    env = _required_env(root, env)
     names = list(compiling.discover(root))
     steps = _cloud(
         lambda config, release: plans.plan_publish(root, config, release, names), root, env
     )
-    responses = _apply(steps, dry_run, json, env)
+    responses = _apply(steps, dry_run, json, env, root=root)
     if not dry_run:
         for line in for_config(load_config(root, env)).published(responses):
             print(line)
@@ -227,15 +364,15 @@ def publish(c: Context, env: str, dry_run: bool = False, json: bool = False) -> 
     iterable=["param"],
     help={
         **_CLOUD_HELP,
-        "pipeline": "pipeline to run after publishing (default: training)",
-        "param": "override a parameter of that run, key=value (repeatable)",
+        "pipeline": "NAME: pipeline to run after publishing (default: training)",
+        "param": "KEY=VALUE: override a parameter of that run (repeatable)",
         "local_docker": "build with the local Docker engine, not Cloud Build",
         "wait": "follow the run until it ends; fail if it fails",
     },
 )
 def deploy(
     c: Context,
-    env: str,
+    env: str | None = None,
     pipeline: str = "training",
     param: list[str] | None = None,
     local_docker: bool = False,
@@ -246,7 +383,8 @@ def deploy(
     """Build, compile, publish and run, in that order; stops at the first failure."""
     from vertexkit.project.params import parse_assignments
 
-    root = project_root()
+    root = project_root(c=c)
+    env = _required_env(root, env)
     steps = _cloud(
         lambda config, release: plans.plan_deploy(
             root,
@@ -259,25 +397,25 @@ def deploy(
         root,
         env,
     )
-    _apply(steps, dry_run, json, env, follow=wait)
+    _apply(steps, dry_run, json, env, root=root, follow=wait)
 
 
 @task(
     iterable=["param"],
     help={
         **_CLOUD_HELP,
-        "pipeline": "the scheduled pipeline",
-        "cron": "when to run, e.g. 'TZ=Europe/Paris 0 6 * * 1' (create or update)",
+        "pipeline": "NAME: the scheduled pipeline (required)",
+        "cron": "CRON: when to run, e.g. 'TZ=Europe/Paris 0 6 * * 1' (create or update)",
         "pause": "pause the schedule",
         "resume": "resume the schedule",
         "delete": "delete the schedule",
-        "param": "parameter of the scheduled runs, key=value (repeatable)",
+        "param": "KEY=VALUE: parameter of the scheduled runs (repeatable)",
     },
 )
 def schedule(
     c: Context,
-    env: str,
-    pipeline: str,
+    env: str | None = None,
+    pipeline: str | None = None,
     cron: str | None = None,
     pause: bool = False,
     resume: bool = False,
@@ -293,7 +431,9 @@ def schedule(
     if len(chosen) > 1 or (chosen and cron):
         raise Exit("error: give --cron, or one of --pause, --resume, --delete", 2)
     action = chosen[0] if chosen else "create"
-    root = project_root()
+    root = project_root(c=c)
+    env = _required_env(root, env)
+    pipeline = _required(pipeline, "--pipeline NAME", _pipelines_hint(root))
     steps = _cloud(
         lambda config, release: plans.plan_schedule(
             root, config, release, pipeline, action, cron, parse_assignments(param or [])
@@ -301,37 +441,49 @@ def schedule(
         root,
         env,
     )
-    _apply(steps, dry_run, json, env)
+    _apply(steps, dry_run, json, env, root=root)
 
 
 @task(help=_CLOUD_HELP)
-def status(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
+def status(c: Context, env: str | None = None, dry_run: bool = False, json: bool = False) -> None:
     """Recent pipeline runs with their state and console links."""
-    root = project_root()
+    root = project_root(c=c)
+    env = _required_env(root, env)
     steps = _cloud(lambda config, _: for_config(config).plan_list_runs(), root, env, release=False)
-    responses = _apply(steps, dry_run, json, env)
+    responses = _apply(steps, dry_run, json, env, root=root)
     if not dry_run:
         print(for_config(load_config(root, env)).render_runs(responses))
 
 
-@task(help={**_CLOUD_HELP, "run": "the run id (see `invoke status`)"})
-def logs(c: Context, env: str, run: str, dry_run: bool = False, json: bool = False) -> None:
+@task(
+    help={**_CLOUD_HELP, "run": "RUN: the run id, as `invoke status --env ENV` lists it (required)"}
+)
+def logs(
+    c: Context,
+    env: str | None = None,
+    run: str | None = None,
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
     """Task states and errors of one run, and where its full logs are."""
-    root = project_root()
+    root = project_root(c=c)
+    env = _required_env(root, env)
+    run_id = _required(run, "--run RUN", f"the run ids: `invoke status --env {env}`")
     steps = _cloud(
-        lambda config, _: for_config(config).plan_read_run(run), root, env, release=False
+        lambda config, _: for_config(config).plan_read_run(run_id), root, env, release=False
     )
-    responses = _apply(steps, dry_run, json, env)
+    responses = _apply(steps, dry_run, json, env, root=root)
     if not dry_run:
         print(for_config(load_config(root, env)).render_run(responses))
 
 
 @task(help=_CLOUD_HELP)
-def precheck(c: Context, env: str, dry_run: bool = False, json: bool = False) -> None:
+def precheck(c: Context, env: str | None = None, dry_run: bool = False, json: bool = False) -> None:
     """Check APIs, buckets, repositories, service accounts and your permissions."""
     from vertexkit.gcp import precheck as checking
 
-    root = project_root()
+    root = project_root(c=c)
+    env = _required_env(root, env)
     try:
         config = load_config(root, env)
         checks = checking.plan_checks(config)

@@ -44,7 +44,9 @@ def test_training_then_prediction_locally(project_dir: Path, local_outputs: Path
     assert champion is not None and champion.version == 1
 
     predicted = run_local(project_dir, "prediction", {"model_registry": str(registry)})
-    scored = Path(predicted.outputs["predictions"].path).read_text().splitlines()
+    predictions = Path(predicted.outputs["predictions"].path)
+    assert predictions.suffix == ".csv"
+    scored = predictions.read_text().splitlines()
     source = (project_dir / "data" / "score.csv").read_text().splitlines()
     assert len(scored) == len(source)  # one prediction per row, plus the header line
     assert "predicted_class" in scored[0]

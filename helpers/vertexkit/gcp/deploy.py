@@ -6,8 +6,11 @@ running and scheduling go through the configured orchestrator, whichever it is.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from vertexkit.gcp import build
 from vertexkit.local import pipelines as compiling
@@ -18,12 +21,14 @@ from vertexkit.steps import LocalStep, Step
 
 __all__ = [
     "Release",
+    "check_compiled_for",
     "plan_build",
     "plan_compile",
     "plan_deploy",
     "plan_publish",
     "plan_run",
     "plan_schedule",
+    "record_compiled",
     "templates",
 ]
 
@@ -49,15 +54,92 @@ def plan_build(
     return steps
 
 
+COMPILED_RECORD = compiling.OUTPUT_DIR / "compiled.json"
+
+
 def plan_compile(project_dir: Path, config: ProjectConfig, names: list[str]) -> LocalStep:
     env = config.environment
+
+    def compile_and_record(_: Any) -> list[Path]:
+        image = build.read_image(project_dir, env)
+        written = compiling.compile_pipelines(project_dir, config, names, image=image)
+        record_compiled(project_dir, env, image, written)
+        return written
+
     return LocalStep(
         "compile",
         f"compile {', '.join(names)} to build/pipelines/ with the image of build/images/{env}.json",
-        lambda _: compiling.compile_pipelines(
-            project_dir, config, names, image=build.read_image(project_dir, env)
-        ),
+        compile_and_record,
     )
+
+
+def _read_record(project_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((project_dir / COMPILED_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _digest(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def record_compiled(
+    project_dir: Path, env: str | None, image: str | None, written: list[Path]
+) -> None:
+    """Note in build/pipelines/compiled.json what each template was compiled for: the
+    environment (``local`` without --env), the image and the file's digest."""
+    record = _read_record(project_dir)
+    for path in written:
+        record[path.stem] = {"environment": env or "local", "image": image, "file": _digest(path)}
+    target = project_dir / COMPILED_RECORD
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def check_compiled_for(project_dir: Path, env: str, compiled: Mapping[str, Path]) -> None:
+    """Refuse templates that ``invoke compile --env ENV`` did not write for ``env`` with the
+    image of its latest build (build/pipelines/compiled.json says what each was compiled for).
+
+    Without --env, components keep the base image's local tag, which no cluster can pull, and
+    neither the environment's parameter values nor its caching apply. Missing files are left to
+    the orchestrator, which names them.
+    """
+    fix = (
+        f"run `invoke build --env {env}` (once per image change), then `invoke compile --env {env}`"
+    )
+    record = _read_record(project_dir)
+    try:
+        built: str | None = build.read_image(project_dir, env)
+    except build.BuildError:
+        built = None
+    for name, path in compiled.items():
+        if not path.is_file():
+            continue
+        shown = path.relative_to(project_dir) if path.is_relative_to(project_dir) else path
+        entry = record.get(name) if isinstance(record.get(name), dict) else None
+        if entry is None or entry.get("file") != _digest(path):
+            raise compiling.PipelineError(
+                f"{shown} was not written by `invoke compile --env {env}` (or changed since); "
+                f"{fix}, then publish again"
+            )
+        if entry.get("environment") != env:
+            raise compiling.PipelineError(
+                f"{shown} was compiled "
+                + (
+                    "without --env"
+                    if entry.get("environment") == "local"
+                    else f"for {entry.get('environment')!r}"
+                )
+                + f", not for {env!r} (its image, parameter values and caching); {fix}, then "
+                "publish again"
+            )
+        if built and entry.get("image") != built:
+            raise compiling.PipelineError(
+                f"{shown} was compiled with {entry.get('image')!r}, not the image last built for "
+                f"{env!r} ({built}); run `invoke compile --env {env}`, then publish again"
+            )
 
 
 def plan_publish(
@@ -68,7 +150,13 @@ def plan_publish(
     *,
     compiled_earlier: bool = True,
 ) -> list[Step]:
-    """Upload the compiled templates to the orchestrator's template store."""
+    """Upload the compiled templates to the orchestrator's template store.
+
+    Templates compiled earlier must be compiled for this environment (see
+    :func:`check_compiled_for`); plans that compile first (deploy) bind them themselves.
+    """
+    if compiled_earlier:
+        check_compiled_for(project_dir, config.environment, templates(project_dir, names))
     return for_config(config).plan_publish(
         templates(project_dir, names), release, compiled_earlier=compiled_earlier
     )

@@ -83,8 +83,14 @@ class _Strict(BaseModel):
 class GcpConfig(_Strict):
     """Where the environment's resources live."""
 
-    project_id: str
-    region: str
+    project_id: str = Field(
+        description="Google Cloud project id of the environment (6-30 characters, e.g. "
+        "acme-ml-dev)."
+    )
+    region: str = Field(
+        description="Region of Vertex AI Pipelines, the bucket and the repositories, e.g. "
+        "europe-west4."
+    )
 
     @field_validator("project_id")
     @classmethod
@@ -104,7 +110,11 @@ class GcpConfig(_Strict):
 class PipelineConfig(_Strict):
     """Settings of one pipeline in ``pipelines/``."""
 
-    parameters: dict[ParameterName, Any] = Field(default_factory=dict)
+    parameters: dict[ParameterName, Any] = Field(
+        default_factory=dict,
+        description="Values of the pipeline's parameters; they win over the shared parameters "
+        "and lose to --param.",
+    )
     parameter_rules: dict[ParameterName, ParameterRule] = Field(
         default_factory=dict,
         description="Bounds (ge, gt, le, lt) or choices of parameters, by name: values outside "
@@ -112,22 +122,45 @@ class PipelineConfig(_Strict):
     )
     # Vertex AI's execution cache, applied when the pipeline is submitted. kfp's local runner
     # caches only pipelines with control flow, so local runs always execute every task.
-    enable_caching: bool = False
+    enable_caching: bool = Field(
+        default=False,
+        description="Vertex AI's execution cache for every task, set when compiling for an "
+        "environment; local runs always execute every task.",
+    )
 
 
 class LocalConfig(_Strict):
     """Settings of ``invoke run --local``."""
 
-    output_dir: str = "build/local"
+    output_dir: str = Field(
+        default="build/local",
+        description="Folder of local runs' outputs and logs, relative to the project.",
+    )
 
 
 class ResourcesConfig(_Strict):
     """Names of the environment's cloud resources; unset names derive from the naming prefix."""
 
-    bucket: str | None = None
-    docker_repository: str | None = None
-    kfp_repository: str | None = None
-    pipeline_service_account: str | None = None
+    bucket: str | None = Field(
+        default=None,
+        description="Cloud Storage bucket of pipeline roots (default: "
+        "<project_id>-<naming_prefix>-pipelines).",
+    )
+    docker_repository: str | None = Field(
+        default=None,
+        description="Artifact Registry Docker repository of the base image (default: "
+        "<naming_prefix>-images).",
+    )
+    kfp_repository: str | None = Field(
+        default=None,
+        description="Artifact Registry KFP repository of compiled templates (default: "
+        "<naming_prefix>-pipelines).",
+    )
+    pipeline_service_account: str | None = Field(
+        default=None,
+        description="E-mail of the service account pipeline runs use (default: "
+        "<naming_prefix>-pipelines@<project_id>.iam.gserviceaccount.com).",
+    )
 
 
 class Resources(_Strict):
@@ -146,22 +179,35 @@ class Resources(_Strict):
 class ProjectConfig(_Strict):
     """The validated configuration of one environment (or of local runs: base.yaml alone)."""
 
-    name: str = Field(min_length=1)
-    naming_prefix: str
-    gcp: GcpConfig
+    name: str = Field(
+        min_length=1, description="The project slug: names experiments and run labels."
+    )
+    naming_prefix: str = Field(
+        description="Prefix of every cloud resource name: lowercase letters, digits and single "
+        "hyphens, at most 20 characters."
+    )
+    gcp: GcpConfig = Field(description="The Google Cloud project and region.")
     parameters: dict[ParameterName, Any] = Field(
         default_factory=dict,
         description="Parameters given to every pipeline that declares them.",
     )
-    pipelines: dict[PipelineName, PipelineConfig] = Field(default_factory=dict)
+    pipelines: dict[PipelineName, PipelineConfig] = Field(
+        default_factory=dict,
+        description="Settings of each pipeline, by the name of its file in pipelines/.",
+    )
     components: dict[ComponentName, ComponentResources] = Field(
         default_factory=dict,
         description="Machines of the components that pipelines wrap with "
         "vertexkit.local.sizing.sized, by kfp component name (train-model); applied when "
         "compiling, never in local runs.",
     )
-    local: LocalConfig = Field(default_factory=LocalConfig)
-    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    local: LocalConfig = Field(
+        default_factory=LocalConfig, description="Settings of invoke run --local."
+    )
+    resources: ResourcesConfig = Field(
+        default_factory=ResourcesConfig,
+        description="Names of the environment's cloud resources, when not the derived ones.",
+    )
     endpoints: dict[str, str] = Field(
         default_factory=dict,
         description="Base URLs that replace Google's public endpoints, by service name.",
