@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -421,61 +422,71 @@ def test_terraform_takes_the_sample_tfvars(rendered: dict[str, Path], tmp_path: 
 
 
 RUNNER = "serviceAccount:demo-pipelines@acme-ml-dev.iam.gserviceaccount.com"
-REFUSED = {
-    "owner on the project": ("project_roles", {"role": "roles/owner", "member": RUNNER}),
-    "editor on the project": ("project_roles", {"role": "roles/editor", "member": RUNNER}),
-    "storage.admin on the project": (
-        "project_roles",
-        {"role": "roles/storage.admin", "member": RUNNER},
+BUCKET = "acme-ml-dev-demo-pipelines"
+
+
+def _binding(key: str, **binding: str) -> Callable[[dict[str, Any]], None]:
+    return lambda tfvars: tfvars[key].append(binding)
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda tfvars: tfvars.update({key: value})
+
+
+REFUSED: dict[str, Callable[[dict[str, Any]], None]] = {
+    "owner on the project": _binding("project_roles", role="roles/owner", member=RUNNER),
+    "editor on the project": _binding("project_roles", role="roles/editor", member=RUNNER),
+    "storage.admin on the project": _binding(
+        "project_roles", role="roles/storage.admin", member=RUNNER
     ),
-    "objectAdmin on the project": (
-        "project_roles",
-        {"role": "roles/storage.objectAdmin", "member": RUNNER},
+    "objectAdmin on the project": _binding(
+        "project_roles", role="roles/storage.objectAdmin", member=RUNNER
     ),
-    "serviceAccountUser on the project": (
-        "project_roles",
-        {"role": "roles/iam.serviceAccountUser", "member": RUNNER},
+    "serviceAccountUser on the project": _binding(
+        "project_roles", role="roles/iam.serviceAccountUser", member=RUNNER
     ),
-    "allUsers on a bucket": (
-        "bucket_roles",
-        {
-            "bucket": "acme-ml-dev-demo-pipelines",
-            "role": "roles/storage.objectViewer",
-            "member": "allUsers",
-        },
+    "allUsers on a bucket": _binding(
+        "bucket_roles", bucket=BUCKET, role="roles/storage.objectViewer", member="allUsers"
     ),
-    "allAuthenticatedUsers on a repository": (
+    "allAuthenticatedUsers on a repository": _binding(
         "repository_roles",
-        {
-            "repository": "demo-docker",
-            "role": "roles/artifactregistry.reader",
-            "member": "allAuthenticatedUsers",
-        },
+        repository="demo-docker",
+        role="roles/artifactregistry.reader",
+        member="allAuthenticatedUsers",
     ),
-    "allUsers on a secret": (
+    "allUsers on a service account": _binding(
+        "service_account_roles",
+        service_account="demo-pipelines@acme-ml-dev.iam.gserviceaccount.com",
+        role="roles/iam.serviceAccountUser",
+        member="allUsers",
+    ),
+    "allUsers on a secret": _binding(
         "secret_roles",
-        {
-            "secret": "DB_PASSWORD",
-            "role": "roles/secretmanager.secretAccessor",
-            "member": "allUsers",
-        },
+        secret="DB_PASSWORD",
+        role="roles/secretmanager.secretAccessor",
+        member="allUsers",
     ),
-    "a duplicate binding": ("project_roles", {"role": "roles/aiplatform.user", "member": RUNNER}),
-    "a lifecycle over the whole bucket": ("buckets", None),
+    "a duplicate binding": _binding("project_roles", role="roles/aiplatform.user", member=RUNNER),
+    "a lifecycle rule over the whole bucket": lambda tfvars: tfvars["buckets"][BUCKET].update(
+        temporary_prefix=""
+    ),
+    "temporary_days 0": lambda tfvars: tfvars["buckets"][BUCKET].update(temporary_days=0),
+    "a repository format other than DOCKER or KFP": lambda tfvars: tfvars["repositories"][
+        "demo-kfp"
+    ].update(format="MAVEN"),
+    "a label value Google refuses": _set("labels", {"project": "ML Pipelines"}),
+    "a service account id too long": _set(
+        "service_accounts", {"a" * 31: {"display_name": "x", "description": "y"}}
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(REFUSED))
-def test_variables_refuse_broad_roles_and_public_members(
+def test_terraform_refuses_tfvars_that_break_the_rules(
     rendered: dict[str, Path], tmp_path: Path, case: str
 ) -> None:
-    key, binding = REFUSED[case]
     tfvars = _sample_tfvars()
-    if binding is None:
-        bucket = next(iter(tfvars["buckets"]))
-        tfvars["buckets"][bucket]["temporary_prefix"] = ""
-    else:
-        tfvars[key].append(binding)
+    REFUSED[case](tfvars)
     retcode, problems = _plan_variables(
         rendered[WITH_TERRAFORM[0]] / "infra" / "terraform", tmp_path, tfvars
     )

@@ -18,12 +18,22 @@ variable "region" {
   description = "Region of the environment's Artifact Registry repositories and Vertex AI Pipelines (gcp.region)."
   type        = string
   nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region is a Google Cloud region such as europe-west4."
+  }
 }
 
 variable "labels" {
   description = "Labels put on every bucket, repository and secret (managed-by, environment, project)."
   type        = map(string)
   nullable    = false
+
+  validation {
+    condition     = alltrue([for key, value in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", key)) && can(regex("^[a-z0-9_-]{0,63}$", value))])
+    error_message = "Label keys are 1 to 63 lowercase letters, digits, underscores and hyphens, starting with a letter; values are at most 63 of the same characters."
+  }
 }
 
 variable "apis" {
