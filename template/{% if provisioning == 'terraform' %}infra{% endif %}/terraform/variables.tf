@@ -1,0 +1,227 @@
+# Every value comes from build/terraform/<env>.tfvars.json, which `invoke provision` writes from
+# the environment's validated config (config/base.yaml + config/<env>.yaml): edit the config,
+# not this file. The validations repeat the rules that matter for security, so that a hand-written
+# tfvars file cannot slip past them.
+
+variable "project_id" {
+  description = "Google Cloud project id of the environment (gcp.project_id in config/<env>.yaml)."
+  type        = string
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a Google Cloud project id: 6 to 30 lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "Region of the environment's Artifact Registry repositories and Vertex AI Pipelines (gcp.region)."
+  type        = string
+  nullable    = false
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]+$", var.region))
+    error_message = "region is a Google Cloud region such as europe-west4."
+  }
+}
+
+variable "labels" {
+  description = "Labels put on every bucket, repository and secret (managed-by, environment, project)."
+  type        = map(string)
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for key, value in var.labels : can(regex("^[a-z][a-z0-9_-]{0,62}$", key)) && can(regex("^[a-z0-9_-]{0,63}$", value))])
+    error_message = "Label keys are 1 to 63 lowercase letters, digits, underscores and hyphens, starting with a letter; values are at most 63 of the same characters."
+  }
+}
+
+variable "apis" {
+  description = "Services to enable, e.g. aiplatform.googleapis.com: the ones the chosen stack needs, and no more."
+  type        = list(string)
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for api in var.apis : endswith(api, ".googleapis.com")])
+    error_message = "Each API is a service name ending in .googleapis.com."
+  }
+}
+
+variable "buckets" {
+  description = "Buckets by name: location, and the prefix of temporary pipeline artifacts deleted after temporary_days."
+  type = map(object({
+    location         = string
+    temporary_prefix = string
+    temporary_days   = number
+  }))
+  nullable = false
+
+  validation {
+    condition     = alltrue([for bucket in values(var.buckets) : bucket.temporary_days >= 1 && bucket.temporary_days <= 3650 && floor(bucket.temporary_days) == bucket.temporary_days])
+    error_message = "temporary_days is a whole number of days from 1 to 3650 (provisioning.temporary_artifact_days)."
+  }
+
+  validation {
+    condition     = alltrue([for bucket in values(var.buckets) : length(bucket.temporary_prefix) > 1 && endswith(bucket.temporary_prefix, "/")])
+    error_message = "temporary_prefix is a folder such as pipeline-root/: not empty, ending with a slash, so that the lifecycle rule never matches the whole bucket."
+  }
+}
+
+variable "repositories" {
+  description = "Artifact Registry repositories by repository id: format (DOCKER for the base image, KFP for pipeline templates) and description."
+  type = map(object({
+    format      = string
+    description = string
+  }))
+  nullable = false
+
+  validation {
+    condition     = alltrue([for repository in values(var.repositories) : contains(["DOCKER", "KFP"], repository.format)])
+    error_message = "A repository's format is DOCKER or KFP."
+  }
+}
+
+variable "service_accounts" {
+  description = "Service accounts by account id (the part of the e-mail before @): display name and description."
+  type = map(object({
+    display_name = string
+    description  = string
+  }))
+  nullable = false
+
+  validation {
+    condition     = alltrue([for id in keys(var.service_accounts) : can(regex("^[a-z][-a-z0-9]{4,28}[a-z0-9]$", id))])
+    error_message = "A service account id is 6 to 30 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "secrets" {
+  description = "Names of the Secret Manager secrets to create, empty (secrets in config)."
+  type        = list(string)
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for secret in var.secrets : can(regex("^[A-Za-z0-9_-]{1,255}$", secret))])
+    error_message = "A secret name is 1 to 255 letters, digits, hyphens and underscores."
+  }
+}
+
+variable "project_roles" {
+  description = "Roles granted on the project, only where Google offers no narrower resource: role and member (serviceAccount:<email>)."
+  type = list(object({
+    role   = string
+    member = string
+  }))
+  nullable = false
+
+  validation {
+    condition = alltrue([
+      for binding in var.project_roles : !contains(["roles/owner", "roles/editor"], binding.role) && !can(regex("(?i)admin", binding.role))
+    ])
+    error_message = "No roles/owner, roles/editor or administrator role on the project: grant a narrower role, on the resource where possible."
+  }
+
+  validation {
+    condition = alltrue([
+      for binding in var.project_roles : !contains(["roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator"], binding.role)
+    ])
+    error_message = "Grant roles/iam.serviceAccountUser and roles/iam.serviceAccountTokenCreator on the service account (service_account_roles), not on the project, where they would cover every account."
+  }
+
+  validation {
+    condition     = alltrue([for binding in var.project_roles : can(regex("^((serviceAccount|group|user):[^@\\s]+@[^@\\s]+|principal(Set)?://iam\\.googleapis\\.com/\\S+)$", binding.member))])
+    error_message = "A member is serviceAccount:, group: or user: with an e-mail address, or a principal:// or principalSet:// identity (Workload Identity Federation); never allUsers or allAuthenticatedUsers."
+  }
+
+  validation {
+    condition     = length(distinct(var.project_roles)) == length(var.project_roles)
+    error_message = "Each project role binding appears once."
+  }
+}
+
+variable "bucket_roles" {
+  description = "Roles granted on buckets of var.buckets: bucket name, role and member (serviceAccount:<email>)."
+  type = list(object({
+    bucket = string
+    role   = string
+    member = string
+  }))
+  nullable = false
+
+  validation {
+    condition     = alltrue([for binding in var.bucket_roles : can(regex("^((serviceAccount|group|user):[^@\\s]+@[^@\\s]+|principal(Set)?://iam\\.googleapis\\.com/\\S+)$", binding.member))])
+    error_message = "A member is serviceAccount:, group: or user: with an e-mail address, or a principal:// or principalSet:// identity (Workload Identity Federation); never allUsers or allAuthenticatedUsers."
+  }
+
+  validation {
+    condition     = length(distinct(var.bucket_roles)) == length(var.bucket_roles)
+    error_message = "Each bucket role binding appears once."
+  }
+}
+
+variable "repository_roles" {
+  description = "Roles granted on repositories of var.repositories: repository id, role and member (serviceAccount:<email>)."
+  type = list(object({
+    repository = string
+    role       = string
+    member     = string
+  }))
+  nullable = false
+
+  validation {
+    condition     = alltrue([for binding in var.repository_roles : can(regex("^((serviceAccount|group|user):[^@\\s]+@[^@\\s]+|principal(Set)?://iam\\.googleapis\\.com/\\S+)$", binding.member))])
+    error_message = "A member is serviceAccount:, group: or user: with an e-mail address, or a principal:// or principalSet:// identity (Workload Identity Federation); never allUsers or allAuthenticatedUsers."
+  }
+
+  validation {
+    condition     = length(distinct(var.repository_roles)) == length(var.repository_roles)
+    error_message = "Each repository role binding appears once."
+  }
+}
+
+variable "service_account_roles" {
+  description = "Roles granted on service accounts (e.g. roles/iam.serviceAccountUser, to act as one): the account's e-mail, role and member."
+  type = list(object({
+    service_account = string
+    role            = string
+    member          = string
+  }))
+  nullable = false
+
+  validation {
+    condition     = alltrue([for binding in var.service_account_roles : can(regex("^((serviceAccount|group|user):[^@\\s]+@[^@\\s]+|principal(Set)?://iam\\.googleapis\\.com/\\S+)$", binding.member))])
+    error_message = "A member is serviceAccount:, group: or user: with an e-mail address, or a principal:// or principalSet:// identity (Workload Identity Federation); never allUsers or allAuthenticatedUsers."
+  }
+
+  validation {
+    condition     = length(distinct(var.service_account_roles)) == length(var.service_account_roles)
+    error_message = "Each service account role binding appears once."
+  }
+}
+
+variable "secret_roles" {
+  description = "Roles granted on secrets of var.secrets (roles/secretmanager.secretAccessor for the pipeline runner): secret name, role and member."
+  type = list(object({
+    secret = string
+    role   = string
+    member = string
+  }))
+  nullable = false
+
+  validation {
+    condition     = alltrue([for binding in var.secret_roles : can(regex("^((serviceAccount|group|user):[^@\\s]+@[^@\\s]+|principal(Set)?://iam\\.googleapis\\.com/\\S+)$", binding.member))])
+    error_message = "A member is serviceAccount:, group: or user: with an e-mail address, or a principal:// or principalSet:// identity (Workload Identity Federation); never allUsers or allAuthenticatedUsers."
+  }
+
+  validation {
+    condition     = length(distinct(var.secret_roles)) == length(var.secret_roles)
+    error_message = "Each secret role binding appears once."
+  }
+}
+
+variable "force_destroy" {
+  description = "Delete the buckets' objects when the buckets are destroyed. Set to true only by `invoke deprovision --delete-data`; otherwise destroying a bucket that holds objects fails and the data is kept."
+  type        = bool
+  default     = false
+  nullable    = false
+}
