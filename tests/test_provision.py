@@ -618,3 +618,29 @@ def test_provisioning_none_refuses_and_points_to_precheck(
     assert "managed elsewhere" in result.stderr
     assert "`invoke precheck --env dev` lists what must exist" in result.stderr
     assert calls(tmp_path) == []
+
+
+# --- the documentation --------------------------------------------------------------------
+
+
+def test_docs_identity_table_is_the_plan() -> None:
+    """docs/provisioning.md shows the plan's identities, roles and reasons, generated from the
+    code: regenerate the table between its markers with provision.identities_table."""
+    page = (Path(__file__).parent.parent / "docs" / "provisioning.md").read_text()
+    start = page.index("<!-- identities:")
+    start = page.index("\n", start) + 1
+    shown = page[start : page.index("<!-- end of identities -->")].strip()
+    config = ProjectConfig.model_validate(
+        {
+            "name": "demo",
+            "naming_prefix": "demo",
+            "gcp": {"project_id": "acme-ml-dev", "region": "europe-west4"},
+            "secrets": ["DB_PASSWORD"],
+        }
+    )
+    infra = provision.plan_infrastructure(config)
+    assert shown == provision.identities_table(infra)
+    for api in provision.APIS:
+        assert f"`{api}`" in page
+    assert "`roles/owner`" in page  # named only in the sentence that rules it out
+    assert page.count("roles/owner") == 1

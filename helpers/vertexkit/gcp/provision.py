@@ -340,6 +340,18 @@ def confirmation(question: str, yes: bool, *, what: str) -> LocalStep:
     return LocalStep("confirm", f"ask `{question} [y/N]` (--yes: skipped)", ask)
 
 
+def identities_table(infra: Infrastructure) -> str:
+    """A Markdown table of every identity, its roles, where and why (docs/provisioning.md)."""
+    rows = ["| identity | role | on | why |", "| --- | --- | --- | --- |"]
+    for account in infra.service_accounts:
+        rows.append(f"| `{account.account_id}` | | | {account.why} |")
+        for b in infra.bindings:
+            if b.member == account.member:
+                where = b.scope.replace("_", " ")
+                rows.append(f"| | `{b.role}` | {where} `{b.resource}` | {b.why} |")
+    return "\n".join(rows)
+
+
 # --- gcloud -------------------------------------------------------------------------------
 
 
