@@ -644,3 +644,42 @@ def test_docs_identity_table_is_the_plan() -> None:
         assert f"`{api}`" in page
     assert "`roles/owner`" in page  # named only in the sentence that rules it out
     assert page.count("roles/owner") == 1
+
+
+# --- conditional and retried command steps ------------------------------------------------
+
+
+def test_command_step_checks_and_retries(tmp_path: Path) -> None:
+    from vertexkit.steps import SKIPPED, CloudError, CommandStep
+
+    counter = tmp_path / "tries"
+    flaky = tmp_path / "flaky"
+    flaky.write_text(
+        f"#!{sys.executable}\n"
+        "import pathlib, sys\n"
+        f"p = pathlib.Path({str(counter)!r})\n"
+        "n = int(p.read_text()) if p.exists() else 0\n"
+        "p.write_text(str(n + 1))\n"
+        "sys.exit(0 if n >= 1 else 1)\n"
+    )
+    flaky.chmod(0o755)
+    ok, fail = (sys.executable, "-c", "pass"), (sys.executable, "-c", "raise SystemExit(1)")
+
+    assert CommandStep("s", (str(flaky),), unless=ok).apply({}) == SKIPPED
+    assert not counter.exists(), "a check that succeeds skips the command"
+    assert CommandStep("s", (str(flaky),), only_if=fail).apply({}) == SKIPPED
+    assert not counter.exists(), "a check that fails skips the command"
+    with pytest.raises(CloudError, match=r"^s: "):
+        CommandStep("s", (str(flaky),), unless=fail).apply({})
+    assert counter.read_text() == "1"
+    counter.unlink()
+    assert CommandStep("s", (str(flaky),), retry_delays=(0.0,)).apply({}) == ""
+    assert counter.read_text() == "2"
+
+    step = CommandStep(
+        "create", ("gcloud", "x", "create", "a b"), unless=("gcloud", "x", "describe")
+    )
+    assert step.show() == "$ gcloud x describe || gcloud x create 'a b'"
+    assert step.to_json()["unless"] == ["gcloud", "x", "describe"]
+    gone = CommandStep("delete", ("gcloud", "x", "delete"), only_if=("gcloud", "x", "describe"))
+    assert gone.show() == "$ gcloud x describe && gcloud x delete"

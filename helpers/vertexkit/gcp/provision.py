@@ -45,6 +45,8 @@ TERRAFORM_DIR = "infra/terraform"
 TERRAFORM_VERSION = ">= 1.5"
 TERRAFORM_INSTALL = "https://developer.hashicorp.com/terraform/install"
 TFVARS_DIR = "build/terraform"
+# A service account created a moment ago may not be known to IAM yet: bindings naming it retry.
+IAM_RETRY_DELAYS = (2.0, 5.0, 10.0, 20.0)
 
 Scope = Literal["project", "bucket", "repository", "service_account", "secret"]
 
@@ -479,6 +481,7 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path) -> list[Step]:
                 f"grant {b.role} on {b.scope.replace('_', ' ')} {b.resource} to "
                 f"{b.member.split(':', 1)[1]}",
                 _binding_command(b, infra, "add"),
+                retry_delays=IAM_RETRY_DELAYS,
             )
         )
     return steps

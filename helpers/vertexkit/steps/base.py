@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -68,6 +69,8 @@ class CommandStep:
     describe before a delete; shown as ``check && command``). A skipped step answers
     :data:`SKIPPED`. ``stream``: the command's output goes to the terminal as it runs (e.g. a
     ``terraform plan`` the user reads before confirming) instead of being captured.
+    ``retry_delays``: seconds to wait before each new try of a failed command (e.g. an IAM
+    binding on a service account created a moment ago, which Google Cloud may not know yet).
     """
 
     step: str
@@ -76,6 +79,7 @@ class CommandStep:
     unless: tuple[str, ...] = ()
     only_if: tuple[str, ...] = ()
     stream: bool = False
+    retry_delays: tuple[float, ...] = ()
     resolve: Callable[[CommandStep, Responses], CommandStep] | None = field(
         default=None, compare=False, repr=False
     )
@@ -108,7 +112,15 @@ class CommandStep:
             return SKIPPED
         if step.only_if and not command_succeeds(step.only_if, step.cwd):
             return SKIPPED
-        output = run_command(step)
+        delays = list(step.retry_delays)
+        while True:
+            try:
+                output = run_command(step)
+                break
+            except CloudError:
+                if not delays:
+                    raise
+                time.sleep(delays.pop(0))
         return self.extract(output) if self.extract else output
 
 
