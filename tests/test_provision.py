@@ -5,6 +5,7 @@ Terraform state bucket."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -683,3 +684,62 @@ def test_command_step_checks_and_retries(tmp_path: Path) -> None:
     assert step.to_json()["unless"] == ["gcloud", "x", "describe"]
     gone = CommandStep("delete", ("gcloud", "x", "delete"), only_if=("gcloud", "x", "describe"))
     assert gone.show() == "$ gcloud x describe && gcloud x delete"
+
+
+def _granted_by_gcloud(steps: list) -> set[tuple[str, str, str, str]]:
+    """(scope, resource, role, member) of every add-iam-policy-binding command."""
+    scopes = {
+        "projects": "project",
+        "buckets": "bucket",
+        "repositories": "repository",
+        "service-accounts": "service_account",
+        "secrets": "secret",
+    }
+    granted = set()
+    for step in steps:
+        command = step.get("command", [])
+        if "add-iam-policy-binding" not in command:
+            continue
+        verb = command.index("add-iam-policy-binding")
+        flags = dict(a[2:].split("=", 1) for a in command if a.startswith("--") and "=" in a)
+        resource = command[verb + 1].removeprefix("gs://")
+        granted.add((scopes[command[verb - 1]], resource, flags["role"], flags["member"]))
+    return granted
+
+
+def _granted_by_tfvars(data: dict) -> set[tuple[str, str, str, str]]:
+    granted = {
+        ("project", data["project_id"], r["role"], r["member"]) for r in data["project_roles"]
+    }
+    for key, scope in (
+        ("bucket_roles", "bucket"),
+        ("repository_roles", "repository"),
+        ("service_account_roles", "service_account"),
+        ("secret_roles", "secret"),
+    ):
+        granted |= {(scope, r[scope], r["role"], r["member"]) for r in data[key]}
+    return granted
+
+
+def test_gcloud_and_terraform_provision_the_same_resources_and_bindings(tmp_path: Path) -> None:
+    from vertexkit.steps import execute
+
+    infra = provision.plan_infrastructure(config_with(secrets="[DB_PASSWORD]"))
+    shown = io.StringIO()
+    execute(provision.plan_gcloud(infra, tmp_path), dry_run=True, as_json=True, out=shown)
+    steps = json.loads(shown.getvalue())
+    data = provision.tfvars(infra)
+    assert _granted_by_gcloud(steps) == _granted_by_tfvars(data)
+    created = {
+        (s["command"][1], s["command"][s["command"].index("create") + 1])
+        for s in steps
+        if "create" in s.get("command", [])
+    }
+    assert created == {
+        ("storage", *[f"gs://{b}" for b in data["buckets"]]),
+        *{("artifacts", r) for r in data["repositories"]},
+        *{("iam", a) for a in data["service_accounts"]},
+        *{("secrets", s) for s in data["secrets"]},
+    }
+    [enable] = [s for s in steps if s.get("command", [])[1:3] == ["services", "enable"]]
+    assert enable["command"][3:-1] == data["apis"]
