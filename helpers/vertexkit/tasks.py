@@ -415,14 +415,14 @@ def provision(
         "env": "environment (a config/<env>.yaml)",
         "dry_run": "print the commands and requests instead of running them",
         "yes": "delete without asking for confirmation (needed without a terminal)",
-        "delete_data": "also delete buckets that hold objects (and their objects)",
+        "delete_data": "also delete the buckets and every object in them (never the state bucket)",
     }
 )
 def deprovision(
     c: Context, env: str, dry_run: bool = False, yes: bool = False, delete_data: bool = False
 ) -> None:
-    """Delete what `invoke provision` created; buckets holding objects and the Terraform state
-    bucket are kept unless --delete-data."""
+    """Delete what `invoke provision` created, after a confirmation; buckets holding data are
+    kept unless --delete-data; the Terraform state bucket is always kept."""
     from vertexkit.gcp import provision as provisioning
 
     root = project_root()
