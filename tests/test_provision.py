@@ -104,6 +104,8 @@ def test_plan_follows_the_identities_table() -> None:
         (RUNNER, "repository", "demo-images", "roles/artifactregistry.reader"),
         (RUNNER, "repository", "demo-pipelines", "roles/artifactregistry.reader"),
         (RUNNER, "secret", "DB_PASSWORD", "roles/secretmanager.secretAccessor"),
+        # Beyond the spec's table: sized components start custom jobs that run as the runner.
+        (RUNNER, "service_account", runner_email, "roles/iam.serviceAccountUser"),
         (DEPLOYER, "project", "acme-ml-dev", "roles/aiplatform.user"),
         (DEPLOYER, "project", "acme-ml-dev", "roles/cloudbuild.builds.editor"),
         (DEPLOYER, "bucket", BUCKET, "roles/storage.objectCreator"),
@@ -361,7 +363,7 @@ def test_gcloud_first_run_creates_everything_second_run_nothing(
     [enable] = [c for c in first if c[1:3] == ["services", "enable"]]
     assert enable[3:] == [*provision.APIS, "secretmanager.googleapis.com", "--project=acme-ml-dev"]
     grants = [c for c in first if "add-iam-policy-binding" in c]
-    assert len(grants) == 15  # 14 bindings of the identities table + the secret accessor
+    assert len(grants) == 16  # 15 bindings of the identities table + the secret accessor
     assert [
         "gcloud", "secrets", "add-iam-policy-binding", "DB_PASSWORD", "--project=acme-ml-dev",
         f"--member={RUNNER}", "--role=roles/secretmanager.secretAccessor",

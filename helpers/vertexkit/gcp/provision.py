@@ -230,6 +230,13 @@ def plan_infrastructure(config: ProjectConfig) -> Infrastructure:
         ),
         grant(
             "service_account",
+            runner.email,
+            "roles/iam.serviceAccountUser",
+            runner,
+            "start the custom jobs of sized components, which run as the runner too",
+        ),
+        grant(
+            "service_account",
             builder.email,
             "roles/iam.serviceAccountUser",
             deployer,
