@@ -745,3 +745,41 @@ def test_gcloud_and_terraform_provision_the_same_resources_and_bindings(tmp_path
     }
     [enable] = [s for s in steps if s.get("command", [])[1:3] == ["services", "enable"]]
     assert enable["command"][3:-1] == data["apis"]
+
+
+DEPROVISION = ("deprovision", "--env", "dev")
+
+
+@pytest.mark.parametrize(("answer", "deleted"), [("n", False), ("y", True)])
+def test_deprovision_asks_on_a_terminal(
+    project: Path, tmp_path: Path, tools: Path, answer: str, deleted: bool
+) -> None:
+    use_tool(project, "gcloud")
+    assert run_invoke(project, tmp_path, tools, "provision", "--env", "dev").returncode == 0
+    (tmp_path / "calls.jsonl").unlink()
+    main, terminal = os.openpty()  # stdin is a terminal: the task asks
+    try:
+        os.write(main, f"{answer}\n".encode())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VERTEXKIT")}
+        env.update(
+            PATH=str(tools),
+            FAKE_LOG=str(tmp_path / "calls.jsonl"),
+            FAKE_STATE=str(tmp_path / "state.json"),
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", "--search-root", str(project), *DEPROVISION],
+            cwd=project,
+            env=env,
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(main)
+        os.close(terminal)
+    assert "delete these resources? [y/N]" in result.stdout
+    assert (result.returncode == 0) == deleted, result.stderr
+    assert any("delete" in c for c in calls(tmp_path)) == deleted
+    if not deleted:
+        assert "not confirmed, nothing done" in result.stderr

@@ -505,10 +505,13 @@ def plan_gcloud_teardown(
     project, location = f"--project={infra.project_id}", f"--location={infra.region}"
     steps: list[Step] = [confirmation("delete these resources?", yes, what="deprovision")]
     for b in reversed(infra.bindings_on("project")):
+        email = b.member.split(":", 1)[1]
         steps.append(
             CommandStep(
-                f"remove {b.role} on project from {b.member.split(':', 1)[1]}",
+                f"remove {b.role} on project from {email}",
                 _binding_command(b, infra, "remove"),
+                # Only while the account exists: a second teardown skips what the first removed.
+                only_if=_gcloud("iam", "service-accounts", "describe", email, project),
             )
         )
     for secret in reversed(infra.secrets):
