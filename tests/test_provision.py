@@ -440,6 +440,9 @@ def test_gcloud_deprovision_keeps_buckets_without_delete_data(
         project, tmp_path, tools, "deprovision", "--env", "dev", "--yes", "--delete-data"
     )
     assert wiped.returncode == 0, wiped.stderr
+    # A second teardown skips what the first removed (each only while it exists).
+    assert not any("remove-iam-policy-binding" in c for c in calls(tmp_path))
+    assert not any("delete" in c for c in calls(tmp_path))
     assert [
         "gcloud",
         "storage",
