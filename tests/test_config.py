@@ -252,7 +252,7 @@ def test_unknown_top_level_key_suggests_the_nearest(tmp_path: Path) -> None:
     )
     assert (
         "(valid: components, endpoints, gcp, kfp, local, name, naming_prefix, orchestrator, "
-        "parameters, pipelines, resources, secrets)" in message
+        "parameters, pipelines, provisioning, resources, secrets)" in message
     )
     # ... and the real key is then missing.
     assert "config/base.yaml: naming_prefix: required setting is missing" in message

@@ -74,6 +74,7 @@ BAD_ANSWERS = [
     ({"author_email": "not-an-email"}, "author_email", "e-mail address"),
     ({"description": "two\nlines"}, "description", "single line"),
     ({"orchestrator": "argo"}, "orchestrator", "argo"),
+    ({"provisioning": "pulumi"}, "provisioning", "pulumi"),
     ({"orchestrator": "kfp", "kfp_host": "kfp.example.com"}, "kfp_host", "http(s) URL"),
     ({"orchestrator": "kfp", "kfp_host": "https://a:b@kfp.example.com"}, "kfp_host", "credentials"),
 ]

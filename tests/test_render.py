@@ -260,3 +260,23 @@ def test_long_names_stay_ruff_clean(tmp_path: Path) -> None:
         "naming_prefix": "a-very-long-prefix-x",
     }
     _ruff_clean(render(tmp_path / "long", answers))
+
+
+@pytest.mark.parametrize("tool", ["terraform", "gcloud", "none"])
+def test_provisioning_choice_fills_the_config_and_the_readme(tmp_path: Path, tool: str) -> None:
+    project = render(tmp_path / "project", {"provisioning": tool, "environments": ["dev", "prod"]})
+    for env in (None, "dev", "prod"):
+        assert load_config(project, env).provisioning.tool == tool
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["provisioning"] == tool  # kept for copier update
+    readme = (project / "README.md").read_text()
+    section = readme[readme.index("## Provisioning") : readme.index("## Layout")]
+    # Only the chosen tool's path is shown.
+    assert ("terraform init" in section) == (tool == "terraform")
+    assert ("-tfstate" in section) == (tool == "terraform")
+    assert ("describe ... || gcloud ... create" in section) == (tool == "gcloud")
+    assert ("managed elsewhere" in readme) == (tool == "none")
+    assert ("invoke provision --env dev" in readme) == (tool != "none")
+    assert "invoke precheck --env" in section
+    assert "`config/<env>.yaml`" in section and "gcp.project_id" in section
+    assert ("| `invoke provision --env ENV" in readme) == (tool != "none")

@@ -50,6 +50,8 @@ def test_list_shows_the_standard_tasks(project: Path) -> None:
         "lint",
         "logs",
         "precheck",
+        "provision",
+        "deprovision",
         "publish",
         "run",
         "schedule",
@@ -225,12 +227,21 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
         },
         "components": {},
         "endpoints": {},
+        "provisioning": {"tool": "terraform", "temporary_artifact_days": 30, "state_bucket": None},
         "orchestrator": "vertex",
         "kfp": None,
         "secrets": [],
     }
     # Keys keep the models' order (name first), not alphabetical order.
     assert rest.splitlines()[0] == "name: demo"
+    # The derived names, the new identities among them, follow as comments.
+    for line in (
+        "#   pipeline_service_account: demo-pipelines@acme-ml-dev.iam.gserviceaccount.com",
+        "#   deployer_service_account: demo-deployer@acme-ml-dev.iam.gserviceaccount.com",
+        "#   build_service_account: demo-builder@acme-ml-dev.iam.gserviceaccount.com",
+        "#   state_bucket: acme-ml-dev-demo-tfstate",
+    ):
+        assert line in rest.splitlines()
 
 
 def test_config_default_is_local(project: Path) -> None:

@@ -251,6 +251,10 @@ def config(c: Context, env: str | None = None) -> None:
         raise _fail(exc) from None
     print(f"# environment: {loaded.environment}")
     print(yaml.safe_dump(loaded.model_dump(mode="json"), sort_keys=False), end="")
+    # The resource names the tasks use, derived where resources.* leaves them unset.
+    print("# names (resources.* or derived from gcp.project_id and naming_prefix):")
+    for key, value in loaded.names.model_dump().items():
+        print(f"#   {key}: {value}")
 
 
 @task
@@ -309,14 +313,27 @@ def _apply(
         return responses
     except CloudError as exc:
         if exc.status == 404 and exc.google:
-            raise Exit(
-                f"error: {exc}\n  `invoke precheck --env {env}` lists what is missing in the "
-                "environment and the command that creates it",
-                1,
-            ) from None
+            raise Exit(f"error: {exc}\n  {_missing_hint(env)}", 1) from None
         raise _fail(exc) from None
     except (*_USER_ERRORS, ValueError) as exc:
         raise _fail(exc) from None
+
+
+def _missing_hint(env: str) -> str:
+    """What to do about a missing resource: provision it, or (none) create it as precheck says."""
+    try:
+        tool = load_config(project_root(), env).provisioning.tool
+    except (ConfigError, Exit):
+        tool = "none"
+    if tool == "none":
+        return (
+            f"`invoke precheck --env {env}` lists what is missing in the environment and the "
+            "command that creates it"
+        )
+    return (
+        f"`invoke precheck --env {env}` lists what is missing in the environment; "
+        f"`invoke provision --env {env}` creates it"
+    )
 
 
 _CLOUD_HELP = {
@@ -501,5 +518,74 @@ def precheck(c: Context, env: str | None = None, dry_run: bool = False, json: bo
 def namespace() -> Collection:
     """The collection a project's tasks.py exposes; add the team's own tasks to it."""
     return Collection(
-        compile, run, config, lint, test, build, publish, deploy, schedule, status, logs, precheck
+        compile,
+        run,
+        config,
+        lint,
+        test,
+        build,
+        publish,
+        deploy,
+        schedule,
+        status,
+        logs,
+        precheck,
+        provision,
+        deprovision,
     )
+
+
+@task(
+    help={
+        **_CLOUD_HELP,
+        "yes": "apply without asking for confirmation (needed without a terminal, e.g. in CI)",
+    }
+)
+def provision(
+    c: Context, env: str, dry_run: bool = False, json: bool = False, yes: bool = False
+) -> None:
+    """Create the environment's APIs, bucket, repositories, service accounts, secrets and roles
+    with the configured tool (provisioning.tool: terraform or gcloud); safe to run again."""
+    from vertexkit.gcp import provision as provisioning
+
+    root = project_root()
+    try:
+        config = load_config(root, env)
+        steps = provisioning.plan_provision(config, root, yes=yes)
+    except (*_USER_ERRORS, provisioning.ProvisioningError) as exc:
+        raise _fail(exc) from None
+    tool = config.provisioning.tool
+    if not dry_run and tool == "terraform" and (missing := provisioning.terraform_missing()):
+        raise Exit(f"error: {missing}", 1)
+    _apply(steps, dry_run, json, env)
+    if not dry_run:
+        print(f"provisioned environment {env}: `invoke precheck --env {env}` checks it")
+
+
+@task(
+    help={
+        "env": "environment (a config/<env>.yaml)",
+        "dry_run": "print the commands and requests instead of running them",
+        "yes": "delete without asking for confirmation (needed without a terminal)",
+        "delete_data": "also delete the buckets and every object in them (never the state bucket)",
+    }
+)
+def deprovision(
+    c: Context, env: str, dry_run: bool = False, yes: bool = False, delete_data: bool = False
+) -> None:
+    """Delete what `invoke provision` created, after a confirmation; buckets holding data are
+    kept unless --delete-data; the Terraform state bucket is always kept."""
+    from vertexkit.gcp import provision as provisioning
+
+    root = project_root()
+    try:
+        config = load_config(root, env)
+        steps, kept = provisioning.plan_deprovision(config, root, yes=yes, delete_data=delete_data)
+    except (*_USER_ERRORS, provisioning.ProvisioningError) as exc:
+        raise _fail(exc) from None
+    tool = config.provisioning.tool
+    if not dry_run and tool == "terraform" and (missing := provisioning.terraform_missing()):
+        raise Exit(f"error: {missing}", 1)
+    _apply(steps, dry_run, False, env)
+    for line in kept:
+        print(line)

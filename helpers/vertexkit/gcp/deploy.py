@@ -40,8 +40,14 @@ def templates(project_dir: Path, names: list[str]) -> dict[str, Path]:
 def plan_build(
     project_dir: Path, config: ProjectConfig, release: Release, *, local_docker: bool
 ) -> list[Step]:
+    # Cloud Build runs as the environment's builder account (least privilege), not as Cloud
+    # Build's default one; the deployer may act as it.
     steps = build.plan_build(
-        config, project_dir, git_commit=release.commit, local_docker=local_docker
+        config,
+        project_dir,
+        git_commit=release.commit,
+        local_docker=local_docker,
+        service_account=config.names.build_service_account,
     )
     env = config.environment
     steps.append(

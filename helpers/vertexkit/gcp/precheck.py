@@ -15,23 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
-from vertexkit.gcp import secrets
+from vertexkit.gcp import provision, secrets
 from vertexkit.project import naming
 from vertexkit.project.config import ProjectConfig
 from vertexkit.steps import CloudError, CredentialsError, HttpStep, Sender, endpoint
 
 Status = Literal["OK", "MISSING", "DENIED", "ERROR"]
 
-APIS = (
-    "aiplatform",
-    "artifactregistry",
-    "cloudbuild",
-    "storage",
-    "iam",
-    "cloudresourcemanager",
-    "serviceusage",
-    "secretmanager",
-)
+# The APIs checked: provisioning's list, one source (Secret Manager only with secrets).
+APIS = provision.APIS
 # The least-privileged predefined role that grants each permission a deploy needs.
 ROLES = {
     "aiplatform.pipelineJobs.create": "roles/aiplatform.user",
@@ -123,19 +115,31 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
     """Every check of ``config``'s environment: APIs, resources, then the caller's permissions."""
     project, region, names = config.gcp.project_id, config.gcp.region, config.names
     bucket, account = names.bucket, names.pipeline_service_account
-    # What creates each resource (until provisioning is a task of its own).
-    make_bucket = (
+    # What creates each resource: `invoke provision` when the project provisions, else the
+    # gcloud command (the infrastructure is managed elsewhere).
+    provision_task = (
+        None
+        if config.provisioning.tool == "none"
+        else f"invoke provision --env {config.environment}"
+    )
+    make_bucket = provision_task or (
         f"gcloud storage buckets create gs://{bucket} --project {project} --location {region} "
         "--uniform-bucket-level-access"
     )
 
     def make_repository(repo: str, kind: str) -> str:
-        return (
+        return provision_task or (
             f"gcloud artifacts repositories create {repo} --repository-format {kind.lower()} "
             f"--location {region} --project {project}"
         )
 
-    make_account = f"gcloud iam service-accounts create {account.split('@')[0]} --project {project}"
+    def make_service_account(email: str) -> str:
+        return (
+            provision_task
+            or f"gcloud iam service-accounts create {email.split('@')[0]} --project {project}"
+        )
+
+    make_account = make_service_account(account)
 
     def url(service: str, path: str) -> str:
         return endpoint(service, region, config.endpoints) + path
@@ -148,13 +152,13 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
     apis = url("serviceusage", f"/v1/projects/{project}/services")
     checks = [
         _read(
-            f"API {api}.googleapis.com",
-            f"{apis}/{api}.googleapis.com",
-            f"gcloud services enable {api}.googleapis.com --project {project}",
+            f"API {api}",
+            f"{apis}/{api}",
+            provision_task or f"gcloud services enable {api} --project {project}",
             _enabled,
             usage_viewer,
         )
-        for api in APIS
+        for api in provision.required_apis(config)
     ]
     bucket_url = url("storage", f"/storage/v1/b/{bucket}")
     checks.append(_read(f"bucket {bucket}", bucket_url, make_bucket, _exists, bucket_reader))
@@ -171,6 +175,17 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
     account_url = url("iam", f"/v1/projects/{project}/serviceAccounts/{account}")
     name = f"service account {account}"
     checks.append(_read(name, account_url, make_account, _exists, account_viewer))
+    # The other identities of the stack: the CI deployer and the Cloud Build account.
+    for other in (names.deployer_service_account, names.build_service_account):
+        checks.append(
+            _read(
+                f"service account {other}",
+                url("iam", f"/v1/projects/{project}/serviceAccounts/{other}"),
+                make_service_account(other),
+                _exists,
+                f"roles/iam.serviceAccountViewer on service account {other}",
+            )
+        )
 
     checks.append(
         _test(
@@ -201,7 +216,7 @@ def plan_checks(config: ProjectConfig) -> list[Check]:
     checks.append(Check(f"permissions on {scope}", step, make_bucket, interpret, denied))
     # Secrets: each exists and has an enabled latest version (the pipeline service account,
     # not the deployer, reads them at run time).
-    checks += plan_access_checks(config, config.secrets)
+    checks += plan_access_checks(config, config.secrets, provision_task)
     return checks
 
 
@@ -261,7 +276,9 @@ def render_table(results: Sequence[Result]) -> str:
     return "\n".join([*lines, "", summary])
 
 
-def plan_access_checks(config: ProjectConfig, names: Sequence[str] | None = None) -> list[Check]:
+def plan_access_checks(
+    config: ProjectConfig, names: Sequence[str] | None = None, provision_task: str | None = None
+) -> list[Check]:
     """Precheck checks for each secret: it exists and its latest version is enabled.
 
     ``names`` defaults to the config's ``secrets``. The deploy runs as the deployer, not as the
@@ -308,7 +325,9 @@ def plan_access_checks(config: ProjectConfig, names: Sequence[str] | None = None
             Check(
                 f"secret {name}",
                 HttpStep(f"check secret {name}", "GET", url),
-                f"gcloud secrets create {name} --project {project} "
+                f"{provision_task} (creates it empty and grants access); then {add}"
+                if provision_task
+                else f"gcloud secrets create {name} --project {project} "
                 f"--replication-policy automatic; then {add}; then {grant}",
                 exists,
                 denied,

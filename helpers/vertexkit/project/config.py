@@ -138,6 +138,38 @@ class LocalConfig(_Strict):
     )
 
 
+ProvisioningTool = Literal["terraform", "gcloud", "none"]
+PROVISIONING_TOOLS: tuple[str, ...] = ("terraform", "gcloud", "none")
+
+
+class ProvisioningConfig(_Strict):
+    """How ``invoke provision`` creates the environment's infrastructure."""
+
+    tool: ProvisioningTool = Field(
+        default="terraform",
+        description="terraform (infra/terraform, state in a bucket), gcloud (commands planned by "
+        "vertexkit) or none (managed elsewhere; `invoke precheck` lists what must exist).",
+    )
+    temporary_artifact_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Objects under pipeline-root/ in the bucket older than this many days are "
+        "deleted by a lifecycle rule.",
+    )
+    state_bucket: str | None = Field(
+        default=None,
+        description="Bucket of the Terraform state; default <project_id>-<naming_prefix>-tfstate.",
+    )
+
+    @field_validator("state_bucket")
+    @classmethod
+    def _state_bucket(cls, value: str | None) -> str | None:
+        if value is not None and (problem := naming.bucket_problem(value)):
+            raise ValueError(problem)
+        return value
+
+
 class ResourcesConfig(_Strict):
     """Names of the environment's cloud resources; unset names derive from the naming prefix."""
 
@@ -170,6 +202,9 @@ class Resources(_Strict):
     docker_repository: str
     kfp_repository: str
     pipeline_service_account: str
+    deployer_service_account: str
+    build_service_account: str
+    state_bucket: str
 
     @property
     def pipeline_root(self) -> str:
@@ -207,6 +242,10 @@ class ProjectConfig(_Strict):
     resources: ResourcesConfig = Field(
         default_factory=ResourcesConfig,
         description="Names of the environment's cloud resources, when not the derived ones.",
+    )
+    provisioning: ProvisioningConfig = Field(
+        default_factory=ProvisioningConfig,
+        description="How invoke provision creates the environment's infrastructure.",
     )
     endpoints: dict[str, str] = Field(
         default_factory=dict,
@@ -297,6 +336,9 @@ class ProjectConfig(_Strict):
             kfp_repository=configured.kfp_repository or f"{prefix}-pipelines",
             pipeline_service_account=configured.pipeline_service_account
             or f"{prefix}-pipelines@{project}.iam.gserviceaccount.com",
+            deployer_service_account=f"{prefix}-deployer@{project}.iam.gserviceaccount.com",
+            build_service_account=f"{prefix}-builder@{project}.iam.gserviceaccount.com",
+            state_bucket=self.provisioning.state_bucket or f"{project}-{prefix}-tfstate",
         )
 
     def pipeline(self, name: str) -> PipelineConfig:

@@ -56,13 +56,15 @@ PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$|^[a-z]$")
 
 # Suffixes the template appends to the naming prefix; the longest decides the prefix limit.
-SERVICE_ACCOUNT_SUFFIXES = ("-pipelines", "-submitter", "-deployer")
+SERVICE_ACCOUNT_SUFFIXES = ("-pipelines", "-submitter", "-deployer", "-builder")
 SERVICE_ACCOUNT_MAX = 30
 MAX_PREFIX_LENGTH = SERVICE_ACCOUNT_MAX - max(len(s) for s in SERVICE_ACCOUNT_SUFFIXES)
 
 # Buckets are named <project id>-<prefix><suffix>: at most 30 + 1 + 20 + 10 = 61 characters,
 # within the 63 that Cloud Storage allows, so a valid project id and prefix always fit.
-BUCKET_SUFFIXES = ("-pipelines", "-data")
+# -tfstate: the Terraform state bucket of provisioning.
+BUCKET_SUFFIXES = ("-pipelines", "-data", "-tfstate")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
 BUCKET_MAX = 63
 PROJECT_ID_MAX = 30
 
@@ -90,6 +92,16 @@ def bucket_name_problem(name: str) -> str | None:
     if "google" in name:
         return f"bucket name {name!r} contains 'google', which Cloud Storage refuses"
     return None
+
+
+def bucket_problem(name: str) -> str | None:
+    """Return why Cloud Storage would refuse ``name`` as a bucket name (no dots), or None."""
+    if not BUCKET_RE.match(name):
+        return (
+            f"{name!r} is not a valid bucket name: 3 to 63 characters of lowercase letters, "
+            "digits, hyphens and underscores, starting and ending with a letter or digit"
+        )
+    return bucket_name_problem(name)
 
 
 def region_problem(value: str) -> str | None:

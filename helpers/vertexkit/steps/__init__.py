@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from vertexkit.steps.base import (
+    SKIPPED,
     CloudError,
     CommandStep,
     CredentialsError,
@@ -26,6 +27,7 @@ from vertexkit.steps.http import DEFAULT_ENDPOINTS, Found, HttpStep, Sender, end
 
 __all__ = [
     "DEFAULT_ENDPOINTS",
+    "SKIPPED",
     "CloudError",
     "CommandStep",
     "CredentialsError",
