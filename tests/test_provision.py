@@ -574,6 +574,19 @@ def test_terraform_deprovision_destroys_with_the_same_var_file(
 ) -> None:
     project = terraform_project
     storage = {"VERTEXKIT_ENDPOINT_STORAGE": recording_server.url}
+    objects = f"/storage/v1/b/{BUCKET}/o"
+    # Without --delete-data a bucket that holds objects (or old versions) stops the teardown
+    # before anything is destroyed.
+    recording_server.route("GET", objects, (200, {"items": [{"name": "pipeline-root/x"}]}))
+    held = run_invoke(
+        project, tmp_path, tools, "deprovision", "--env", "dev", "--yes", extra=storage
+    )
+    assert held.returncode == 1 and f"bucket {BUCKET} holds objects" in held.stderr
+    assert calls(tmp_path) == [], "nothing may run when a bucket holds objects"
+    listed = [r for r in recording_server.requests if r.path == objects]
+    assert listed and listed[0].query == {"versions": ["true"], "maxResults": ["1"]}
+
+    recording_server.route("GET", objects, (200, {"kind": "storage#objects"}))
     refused = run_invoke(project, tmp_path, tools, "deprovision", "--env", "dev", extra=storage)
     assert refused.returncode == 1 and "pass --yes" in refused.stderr
     assert "destroy" not in [c["argv"][2] for c in calls(tmp_path)]

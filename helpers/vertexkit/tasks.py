@@ -515,6 +515,67 @@ def precheck(c: Context, env: str | None = None, dry_run: bool = False, json: bo
         raise Exit("error: some checks failed; run the fix commands above", 1)
 
 
+@task(help={**_CLOUD_HELP, "yes": "apply without asking (needed without a terminal)"})
+def provision(
+    c: Context,
+    env: str | None = None,
+    dry_run: bool = False,
+    json: bool = False,
+    yes: bool = False,
+) -> None:
+    """Create the environment's APIs, bucket, repositories, service accounts, secrets and roles
+    with the configured tool (provisioning.tool: terraform or gcloud); safe to run again."""
+    from vertexkit.gcp import provision as provisioning
+
+    root = project_root(c=c)
+    env = _required_env(root, env)
+    try:
+        config = load_config(root, env)
+        steps = provisioning.plan_provision(config, root, yes=yes)
+    except (*_USER_ERRORS, provisioning.ProvisioningError) as exc:
+        raise _fail(exc) from None
+    tool = config.provisioning.tool
+    if not dry_run and tool == "terraform" and (missing := provisioning.terraform_missing()):
+        raise Exit(f"error: {missing}", 1)
+    _apply(steps, dry_run, json, env, root=root)
+    if not dry_run:
+        print(f"provisioned environment {env}: `invoke precheck --env {env}` checks it")
+
+
+@task(
+    help={
+        "env": _CLOUD_HELP["env"],
+        "dry_run": _CLOUD_HELP["dry_run"],
+        "yes": "delete without asking (needed without a terminal)",
+        "delete_data": "also delete the buckets and every object in them (never the state bucket)",
+    }
+)
+def deprovision(
+    c: Context,
+    env: str | None = None,
+    dry_run: bool = False,
+    yes: bool = False,
+    delete_data: bool = False,
+) -> None:
+    """Delete what `invoke provision` created, after a confirmation; buckets holding data are
+    kept unless --delete-data; the Terraform state bucket is always kept."""
+    from vertexkit.gcp import provision as provisioning
+
+    root = project_root(c=c)
+    env = _required_env(root, env)
+    try:
+        config = load_config(root, env)
+        steps, kept = provisioning.plan_deprovision(config, root, yes=yes, delete_data=delete_data)
+    except (*_USER_ERRORS, provisioning.ProvisioningError) as exc:
+        raise _fail(exc) from None
+    tool = config.provisioning.tool
+    if not dry_run and tool == "terraform" and (missing := provisioning.terraform_missing()):
+        raise Exit(f"error: {missing}", 1)
+    _apply(steps, dry_run, False, env, root=root)
+    for line in kept:
+        print(line)
+
+
 def namespace() -> Collection:
     """The collection a project's tasks.py exposes; add the team's own tasks to it."""
     return Collection(
@@ -533,59 +594,3 @@ def namespace() -> Collection:
         provision,
         deprovision,
     )
-
-
-@task(
-    help={
-        **_CLOUD_HELP,
-        "yes": "apply without asking for confirmation (needed without a terminal, e.g. in CI)",
-    }
-)
-def provision(
-    c: Context, env: str, dry_run: bool = False, json: bool = False, yes: bool = False
-) -> None:
-    """Create the environment's APIs, bucket, repositories, service accounts, secrets and roles
-    with the configured tool (provisioning.tool: terraform or gcloud); safe to run again."""
-    from vertexkit.gcp import provision as provisioning
-
-    root = project_root()
-    try:
-        config = load_config(root, env)
-        steps = provisioning.plan_provision(config, root, yes=yes)
-    except (*_USER_ERRORS, provisioning.ProvisioningError) as exc:
-        raise _fail(exc) from None
-    tool = config.provisioning.tool
-    if not dry_run and tool == "terraform" and (missing := provisioning.terraform_missing()):
-        raise Exit(f"error: {missing}", 1)
-    _apply(steps, dry_run, json, env)
-    if not dry_run:
-        print(f"provisioned environment {env}: `invoke precheck --env {env}` checks it")
-
-
-@task(
-    help={
-        "env": "environment (a config/<env>.yaml)",
-        "dry_run": "print the commands and requests instead of running them",
-        "yes": "delete without asking for confirmation (needed without a terminal)",
-        "delete_data": "also delete the buckets and every object in them (never the state bucket)",
-    }
-)
-def deprovision(
-    c: Context, env: str, dry_run: bool = False, yes: bool = False, delete_data: bool = False
-) -> None:
-    """Delete what `invoke provision` created, after a confirmation; buckets holding data are
-    kept unless --delete-data; the Terraform state bucket is always kept."""
-    from vertexkit.gcp import provision as provisioning
-
-    root = project_root()
-    try:
-        config = load_config(root, env)
-        steps, kept = provisioning.plan_deprovision(config, root, yes=yes, delete_data=delete_data)
-    except (*_USER_ERRORS, provisioning.ProvisioningError) as exc:
-        raise _fail(exc) from None
-    tool = config.provisioning.tool
-    if not dry_run and tool == "terraform" and (missing := provisioning.terraform_missing()):
-        raise Exit(f"error: {missing}", 1)
-    _apply(steps, dry_run, False, env)
-    for line in kept:
-        print(line)

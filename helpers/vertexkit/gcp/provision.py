@@ -680,10 +680,41 @@ def plan_terraform(
     ]
 
 
+def plan_empty_buckets(infra: Infrastructure, endpoints: Mapping[str, str]) -> list[Step]:
+    """Before a destroy without --delete-data: every bucket is empty (object versions too), or
+    nothing is destroyed. (Terraform would refuse such a bucket only after deleting the rest.)"""
+    storage = endpoint("storage", infra.region, endpoints)
+
+    def refuse_objects(answer: Any, bucket: str) -> bool:
+        if isinstance(answer, dict) and answer.get("items"):
+            raise ProvisioningError(
+                f"bucket {bucket} holds objects: nothing was deleted. Pass --delete-data to "
+                "delete the buckets with everything in them, or empty them first"
+            )
+        return True
+
+    return [
+        HttpStep(
+            f"check bucket {bucket.name} is empty",
+            "GET",
+            f"{storage}/storage/v1/b/{bucket.name}/o?versions=true&maxResults=1",
+            ok_statuses=(200, 404),  # 404: the bucket is gone already
+            extract=lambda answer, name=bucket.name: refuse_objects(answer, name),
+        )
+        for bucket in infra.buckets
+    ]
+
+
 def plan_terraform_teardown(
-    infra: Infrastructure, project_dir: Path, *, yes: bool, delete_data: bool
+    infra: Infrastructure,
+    project_dir: Path,
+    endpoints: Mapping[str, str],
+    *,
+    yes: bool,
+    delete_data: bool,
 ) -> tuple[list[Step], list[str]]:
-    """tfvars, init, confirmation, destroy; ``force_destroy`` only with ``delete_data``."""
+    """(Without ``delete_data``: the buckets are empty), tfvars, init, confirmation, destroy;
+    ``force_destroy`` only with ``delete_data``."""
     cwd, env = str(project_dir), infra.environment
     destroy = [
         "destroy",
@@ -694,6 +725,7 @@ def plan_terraform_teardown(
     if delete_data:
         destroy.append("-var=force_destroy=true")
     steps: list[Step] = [
+        *([] if delete_data else plan_empty_buckets(infra, endpoints)),
         _write_tfvars(infra, project_dir),
         _init(infra, cwd),
         confirmation("destroy the environment's resources?", yes, what="deprovision"),
@@ -703,12 +735,6 @@ def plan_terraform_teardown(
         f"kept the Terraform state bucket gs://{infra.state_bucket} (delete it yourself once "
         f"nothing uses it: gcloud storage rm --recursive gs://{infra.state_bucket})"
     ]
-    if not delete_data:
-        kept.insert(
-            0,
-            "buckets that hold objects are kept: Terraform refuses to delete them without "
-            "--delete-data",
-        )
     return steps, kept
 
 
@@ -746,7 +772,9 @@ def plan_deprovision(
     if tool == "gcloud":
         return plan_gcloud_teardown(infra, yes=yes, delete_data=delete_data)
     _require_root_module(project_dir)
-    return plan_terraform_teardown(infra, project_dir, yes=yes, delete_data=delete_data)
+    return plan_terraform_teardown(
+        infra, project_dir, config.endpoints, yes=yes, delete_data=delete_data
+    )
 
 
 class ProvisioningError(ValueError):
