@@ -236,7 +236,10 @@ def test_split_requirements_keeps_hashed_lines_apart_from_direct_references() ->
     )
     assert build.split_requirements(exported) == (
         ["dep==1.0 ; python_full_version < '3.12'      --hash=sha256:aa      --hash=sha256:bb"],
-        ["file:///home/me/vertexkit", "vertexkit @ git+https://github.com/org/vertexkit.git@0123abc"],
+        [
+            "file:///home/me/vertexkit",
+            "vertexkit @ git+https://github.com/org/vertexkit.git@0123abc",
+        ],
     )
     with pytest.raises(build.BuildError, match="unexpected option"):
         build.split_requirements("-e ./vertexkit\n")

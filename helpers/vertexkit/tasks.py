@@ -321,19 +321,13 @@ def _apply(
 
 def _missing_hint(env: str) -> str:
     """What to do about a missing resource: provision it, or (none) create it as precheck says."""
+    from vertexkit.gcp.provision import missing_resource_hint
+
     try:
-        tool = load_config(project_root(), env).provisioning.tool
+        config = load_config(project_root(), env)
     except (ConfigError, Exit):
-        tool = "none"
-    if tool == "none":
-        return (
-            f"`invoke precheck --env {env}` lists what is missing in the environment and the "
-            "command that creates it"
-        )
-    return (
-        f"`invoke precheck --env {env}` lists what is missing in the environment; "
-        f"`invoke provision --env {env}` creates it"
-    )
+        config = None
+    return missing_resource_hint(config, env)
 
 
 _CLOUD_HELP = {
@@ -532,11 +526,10 @@ def provision(
     try:
         config = load_config(root, env)
         steps = provisioning.plan_provision(config, root, yes=yes)
+        if not dry_run:
+            provisioning.require_tool(config)
     except (*_USER_ERRORS, provisioning.ProvisioningError) as exc:
         raise _fail(exc) from None
-    tool = config.provisioning.tool
-    if not dry_run and tool == "terraform" and (missing := provisioning.terraform_missing()):
-        raise Exit(f"error: {missing}", 1)
     _apply(steps, dry_run, json, env, root=root)
     if not dry_run:
         print(f"provisioned environment {env}: `invoke precheck --env {env}` checks it")
@@ -566,11 +559,10 @@ def deprovision(
     try:
         config = load_config(root, env)
         steps, kept = provisioning.plan_deprovision(config, root, yes=yes, delete_data=delete_data)
+        if not dry_run:
+            provisioning.require_tool(config)
     except (*_USER_ERRORS, provisioning.ProvisioningError) as exc:
         raise _fail(exc) from None
-    tool = config.provisioning.tool
-    if not dry_run and tool == "terraform" and (missing := provisioning.terraform_missing()):
-        raise Exit(f"error: {missing}", 1)
     _apply(steps, dry_run, False, env, root=root)
     for line in kept:
         print(line)

@@ -580,6 +580,33 @@ def terraform_missing() -> str | None:
     )
 
 
+def missing_resource_hint(config: ProjectConfig | None, env: str) -> str:
+    """What to do when a resource of the environment is missing (a 404 during a deploy)."""
+    if config is None or config.provisioning.tool == "none":
+        return (
+            f"`invoke precheck --env {env}` lists what is missing in the environment and the "
+            "command that creates it"
+        )
+    return (
+        f"`invoke precheck --env {env}` lists what is missing in the environment; "
+        f"`invoke provision --env {env}` creates it"
+    )
+
+
+def require_tool(config: ProjectConfig) -> None:
+    """Before applying: the configured tool is installed, or a ProvisioningError says how to
+    get it. (Dry runs need neither tool.)"""
+    tool = config.provisioning.tool
+    if tool == "terraform" and (missing := terraform_missing()):
+        raise ProvisioningError(missing)
+    if tool == "gcloud" and not shutil.which("gcloud"):
+        raise ProvisioningError(
+            "gcloud not found on PATH: provisioning.tool gcloud runs the Google Cloud CLI; "
+            "install it from https://cloud.google.com/sdk/docs/install (or set "
+            "provisioning.tool to terraform in config/base.yaml)"
+        )
+
+
 def state_bucket_body(infra: Infrastructure) -> dict[str, Any]:
     """The Cloud Storage JSON API body of the state bucket: versioned, private, uniform."""
     return {
