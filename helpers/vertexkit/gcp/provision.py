@@ -20,10 +20,18 @@ import json
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from vertexkit.gcp.infrastructure import (
+    Binding,
+    Bucket,
+    Infrastructure,
+    Repository,
+    Scope,
+    Secret,
+    ServiceAccount,
+)
 from vertexkit.project.config import ProjectConfig
 from vertexkit.steps import CloudError, CommandStep, Found, HttpStep, LocalStep, Step, endpoint
 
@@ -47,75 +55,6 @@ TERRAFORM_INSTALL = "https://developer.hashicorp.com/terraform/install"
 TFVARS_DIR = "build/terraform"
 # A service account created a moment ago may not be known to IAM yet: bindings naming it retry.
 IAM_RETRY_DELAYS = (2.0, 5.0, 10.0, 20.0)
-
-Scope = Literal["project", "bucket", "repository", "service_account", "secret"]
-
-
-@dataclass(frozen=True)
-class Bucket:
-    name: str
-    location: str
-    temporary_prefix: str
-    temporary_days: int
-    why: str
-
-
-@dataclass(frozen=True)
-class Repository:
-    id: str
-    format: Literal["DOCKER", "KFP"]
-    description: str
-    why: str
-
-
-@dataclass(frozen=True)
-class ServiceAccount:
-    account_id: str
-    email: str
-    display_name: str
-    description: str
-    why: str
-
-    @property
-    def member(self) -> str:
-        return f"serviceAccount:{self.email}"
-
-
-@dataclass(frozen=True)
-class Secret:
-    name: str
-    why: str
-
-
-@dataclass(frozen=True)
-class Binding:
-    """``role`` for ``member`` on one resource (``scope`` and its name) or on the project."""
-
-    scope: Scope
-    resource: str  # the project id, bucket name, repository id, account email or secret name
-    role: str
-    member: str
-    why: str
-
-
-@dataclass(frozen=True)
-class Infrastructure:
-    """Everything one environment needs, with the reason for each piece."""
-
-    environment: str
-    project_id: str
-    region: str
-    labels: Mapping[str, str]
-    apis: tuple[str, ...]
-    buckets: tuple[Bucket, ...]
-    repositories: tuple[Repository, ...]
-    service_accounts: tuple[ServiceAccount, ...]
-    secrets: tuple[Secret, ...]
-    bindings: tuple[Binding, ...]
-    state_bucket: str = field(default="")
-
-    def bindings_on(self, scope: Scope) -> tuple[Binding, ...]:
-        return tuple(b for b in self.bindings if b.scope == scope)
 
 
 def required_apis(config: ProjectConfig) -> tuple[str, ...]:
