@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import yaml
+
 from tests.recording_server import Recorded, RecordingServer
 
 API = "/apis/v2beta1"
@@ -137,8 +139,10 @@ class FakeVertex:
         self.parent = f"projects/{project}/locations/{region}"
         self.jobs: list[dict[str, Any]] = []
         self.uploads: list[Recorded] = []
+        self.tags: set[tuple[str, str]] = set()  # (package, tag) published
         base = f"/v1/{self.parent}"
         server.route("POST", f"/{project}/[^/]+", self.upload)
+        server.route("GET", f"{base}/repositories/[^/]+/packages/[^/]+/tags/[^/]+", self.read_tag)
         server.route("POST", f"{base}/metadataStores", (200, {}))
         server.route("POST", f"{base}/metadataStores/default/contexts", (200, {}))
         server.route("POST", f"{base}/metadataStores/default/contexts/[^/]+", (200, {}))
@@ -149,7 +153,19 @@ class FakeVertex:
     def upload(self, request: Recorded) -> tuple[int, Any]:
         """The registry answers ``<package>/sha256:<digest>`` (as text; JSON here)."""
         self.uploads.append(request)
-        return 200, f"demo-training/sha256:{'ab' * 32}"
+        package = yaml.safe_load(_form_field(request.body, "content"))["pipelineInfo"]["name"]
+        for tag in _form_field(request.body, "tags").split(","):
+            self.tags.add((package, tag))
+        return 200, f"{package}/sha256:{'ab' * 32}"
+
+    def read_tag(self, request: Recorded) -> tuple[int, Any]:
+        """Artifact Registry's tag of a package, as kfp's RegistryClient.get_tag reads it."""
+        parts = request.path.split("/")
+        package, tag = parts[-3], parts[-1]
+        if (package, tag) not in self.tags:
+            return 404, {"error": {"code": 404, "message": f"{package}:{tag} not found"}}
+        name = request.path.removeprefix("/v1/")
+        return 200, {"name": name, "version": f"{name.rsplit('/tags/', 1)[0]}/versions/x"}
 
     def create_job(self, request: Recorded) -> tuple[int, Any]:
         [job_id] = request.query["pipelineJobId"]
@@ -184,3 +200,12 @@ class FakeVertex:
             "taskDetails": [task],
         }
         return 200, job
+
+
+def _form_field(body: bytes, name: str) -> str:
+    """One field of a multipart/form-data body (files and plain fields alike)."""
+    marker = f'name="{name}"'.encode()
+    start = body.index(marker)
+    value_start = body.index(b"\r\n\r\n", start) + 4
+    value_end = body.index(b"\r\n--", value_start)
+    return body[value_start:value_end].decode()

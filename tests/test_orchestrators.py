@@ -28,7 +28,7 @@ from vertexkit.orchestrators import (
 )
 from vertexkit.project.config import load_config
 from vertexkit.project.release import Release
-from vertexkit.steps import execute
+from vertexkit.steps import CloudError, execute
 
 RELEASE = Release("abc123def456", ["abc123def456", "v1.0.0", "latest"])
 PARAMETERS = {"n": 5, "shared_param": 1, "label": "rows", "ratio": 1.0}
@@ -55,7 +55,7 @@ def orchestrator(
     project: Path, kind: str, recording_server: RecordingServer, monkeypatch: pytest.MonkeyPatch
 ) -> Orchestrator:
     monkeypatch.setenv("VERTEXKIT_NO_AUTH", "1")
-    for service in ("AIPLATFORM", "KFP_REGISTRY"):
+    for service in ("AIPLATFORM", "ARTIFACTREGISTRY", "KFP_REGISTRY"):
         monkeypatch.setenv(f"VERTEXKIT_ENDPOINT_{service}", recording_server.url)
     config = load_config(project, "dev")
     if kind == "kfp":
@@ -120,6 +120,20 @@ def test_deploy_submits_the_version_published_in_the_same_plan(
     ]
     run = orchestrator.submitted(_apply(steps))
     assert run is not None and run.state == "pending"
+
+
+def test_find_published_finds_this_release_and_refuses_another(
+    orchestrator: Orchestrator, template: Path
+) -> None:
+    name = _template_name(template)
+    _apply(orchestrator.plan_publish({"training": template}, RELEASE))
+    found = _apply(orchestrator.plan_find_published("training", RELEASE, template_name=name))
+    assert found, "the published release is found"
+    other = Release("0123456789ab", ["0123456789ab", "latest"])
+    with pytest.raises(
+        CloudError, match=r"0123456789ab.*publish it first: invoke publish --env dev"
+    ):
+        _apply(orchestrator.plan_find_published("training", other, template_name=name))
 
 
 def test_list_and_read_runs(orchestrator: Orchestrator, template: Path) -> None:

@@ -50,6 +50,7 @@ def test_list_shows_the_standard_tasks(project: Path) -> None:
         "lint",
         "logs",
         "precheck",
+        "promote",
         "provision",
         "deprovision",
         "publish",

@@ -509,6 +509,56 @@ def precheck(c: Context, env: str | None = None, dry_run: bool = False, json: bo
         raise Exit("error: some checks failed; run the fix commands above", 1)
 
 
+@task(
+    help={
+        "from": "ENV: the environment that ran the release (required; e.g. dev)",
+        "to": "ENV: the environment to release it to (required; e.g. prod)",
+        "dry_run": _CLOUD_HELP["dry_run"],
+        "json": _CLOUD_HELP["json"],
+        "yes": "promote without asking (needed without a terminal, e.g. in CI)",
+    }
+)
+def promote(
+    c: Context,
+    from_: str | None = None,
+    to: str | None = None,
+    dry_run: bool = False,
+    json: bool = False,
+    yes: bool = False,
+) -> None:
+    """Release the commit HEAD is on to another environment: the image the source built from it
+    (copied by digest, never rebuilt) and its templates, compiled for the target and published
+    with the same tags."""
+    from vertexkit.gcp import promote as promoting
+    from vertexkit.project.release import GitError, Release, uncommitted_changes
+
+    root = project_root(c=c)
+    source = _required(from_, "--from ENV", f"environments: {', '.join(environments(root))}")
+    target = _required(to, "--to ENV", f"environments: {', '.join(environments(root))}")
+    try:
+        changed = uncommitted_changes(root)
+        if changed:
+            raise promoting.PromotionError(
+                "uncommitted changes in "
+                + ", ".join(changed[:5])
+                + (" ..." if len(changed) > 5 else "")
+                + ": promotion compiles the commit as it was released; commit or stash them"
+            )
+        steps = promoting.plan_promote(
+            root, load_config(root, source), load_config(root, target), Release.of(root), yes=yes
+        )
+    except (*_USER_ERRORS, ValueError, CloudError, GitError) as exc:
+        raise _fail(exc) from None
+    responses = _apply(steps, dry_run, json, target, root=root)
+    if not dry_run:
+        for line in for_config(load_config(root, target)).published(responses):
+            print(line)
+        print(
+            f"promoted {Release.of(root).commit} from {source} to {target}; "
+            f"`invoke schedule --env {target}` updates its schedules"
+        )
+
+
 @task(help={**_CLOUD_HELP, "yes": "apply without asking (needed without a terminal)"})
 def provision(
     c: Context,
@@ -583,6 +633,7 @@ def namespace() -> Collection:
         status,
         logs,
         precheck,
+        promote,
         provision,
         deprovision,
     )

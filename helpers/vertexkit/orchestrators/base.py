@@ -110,6 +110,14 @@ class Orchestrator(ABC):
         """Lines that say where each template now is, from the answers of ``plan_publish``."""
         return []
 
+    @abstractmethod
+    def plan_find_published(
+        self, pipeline: str, release: Release, *, template_name: str
+    ) -> list[Step]:
+        """Check that this release published ``pipeline`` (a file in ``pipelines/``; its
+        compiled name is ``template_name``); the last step fails, saying how to publish it,
+        when it did not."""
+
     # Runs -------------------------------------------------------------------------------------
 
     @abstractmethod

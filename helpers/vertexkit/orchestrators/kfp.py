@@ -602,6 +602,17 @@ class KubeflowPipelines(Orchestrator):
                 )
         return lines
 
+    def plan_find_published(
+        self, pipeline: str, release: Release, *, template_name: str
+    ) -> list[Step]:
+        return plan_version_lookup(
+            self.settings,
+            pipeline,
+            release.commit,
+            project=self.config.name,
+            environment=self.config.environment,
+        )
+
     def plan_submit(
         self,
         pipeline: str,

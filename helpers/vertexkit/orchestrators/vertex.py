@@ -371,6 +371,12 @@ class VertexPipelines(Orchestrator):
                 lines.append(f"published {uri}")
         return lines
 
+    def plan_find_published(
+        self, pipeline: str, release: Release, *, template_name: str
+    ) -> list[Step]:
+        advice = f"publish it first: invoke publish --env {self.config.environment}"
+        return [vertex_templates.plan_find_tag(self.config, template_name, release.commit, advice)]
+
     def plan_submit(
         self,
         pipeline: str,

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
@@ -65,6 +66,35 @@ def plan_publish(
         HttpStep(f"publish {name}", "POST", url, upload=str(path), form=form)
         for name, path in templates.items()
     ]
+
+
+def plan_find_tag(config: ProjectConfig, pipeline_package: str, tag: str, advice: str) -> HttpStep:
+    """Read tag ``tag`` of a template package (Artifact Registry API); fail with ``advice`` when
+    the package or the tag does not exist."""
+    validate_tag(tag)
+    gcp = config.gcp
+    base = endpoint("artifactregistry", gcp.region, config.endpoints)
+    repository = (
+        f"projects/{gcp.project_id}/locations/{gcp.region}/repositories/"
+        f"{config.names.kfp_repository}"
+    )
+    url = f"{base}/v1/{repository}/packages/{quote(pipeline_package, safe='')}/tags/{tag}"
+
+    def found(answer: Any) -> Any:
+        if not isinstance(answer, dict) or not answer.get("version"):
+            raise CloudError(
+                f"no template {pipeline_package}:{tag} in {repository}: {advice}", status=404
+            )
+        return answer
+
+    return HttpStep(
+        f"find template {pipeline_package}",
+        "GET",
+        url,
+        ok_statuses=(200, 404),
+        expect_json=True,
+        extract=found,
+    )
 
 
 def parse_upload_answer(answer: Any) -> tuple[str, str]:

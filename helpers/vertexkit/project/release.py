@@ -68,6 +68,13 @@ def version_tag(project_dir: str | Path) -> str | None:
     return result.stdout.strip() or None
 
 
+def uncommitted_changes(project_dir: str | Path) -> list[str]:
+    """Tracked files that differ from HEAD (staged or not); untracked files do not count."""
+    git_commit(project_dir)
+    result = _git(project_dir, "status", "--porcelain", "--untracked-files=no")
+    return [line[3:] for line in result.stdout.splitlines() if line.strip()]
+
+
 @dataclass(frozen=True)
 class Release:
     """What is being deployed: the git commit, and the tags its templates get."""
