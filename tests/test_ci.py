@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -506,3 +507,46 @@ def test_readme_shows_the_chosen_ci_only(rendered, ci: str) -> None:
     for other, marker in README_MARKERS.items():
         if other != ci:
             assert f"runs on {marker}" not in section
+
+
+# --- config/base.yaml's ci: section is held to the same rules ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "fragment"),
+    [
+        (
+            {"system": "github-actions", "repository_host": "gitlab", "repository": "a/b"},
+            "ci.repository_host",
+            "github-actions runs only on github repositories",
+        ),
+        (
+            {"system": "jenkins", "repository_host": "github", "repository": "https://x.com/a/b"},
+            "ci.repository",
+            "is a URL",
+        ),
+        ({"system": "jenkins", "repository": "a/b"}, "ci.repository", "set repository_host too"),
+        (
+            {"system": "gitlab-ci", "repository_host": "gitlab", "gitlab_url": "http://gl.io"},
+            "ci.gitlab_url",
+            "is not an https URL",
+        ),
+        ({"system": "travis"}, "ci.system", "cloud-build"),
+    ],
+)
+def test_config_refuses_a_wrong_ci_section(
+    rendered, tmp_path: Path, section: dict, field: str, fragment: str
+) -> None:
+    from vertexkit.project.config import ConfigError, load_config
+
+    project = tmp_path / "project"
+    shutil.copytree(rendered("jenkins", "github", "none"), project)
+    base = project / "config" / "base.yaml"
+    text = base.read_text()
+    start = text.index("\nci:\n") + 1
+    end = text.index("\n\n", start)
+    base.write_text(text[:start] + "ci: " + json.dumps(section) + text[end:])
+    with pytest.raises(ConfigError) as failure:
+        load_config(project)
+    message = str(failure.value)
+    assert "base.yaml" in message and field in message and fragment in message, message
