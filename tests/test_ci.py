@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from tests.template_support import render
+from tests.template_support import render, text_files
 
 CI_SYSTEMS = ["cloud-build", "github-actions", "gitlab-ci", "bitbucket-pipelines", "jenkins"]
 HOSTS = {
@@ -137,6 +137,13 @@ def test_ci_files(rendered, ci: str, host: str | None, tool: str) -> None:
     project = rendered(ci, host, tool)
     check_ci_files_are_valid(project, ci, tool)
     check_every_invoke_call_exists(project, ci, tool)
+    # The README, config and ci/ speak of the chosen CI system: no template syntax left anywhere.
+    for path in text_files(project):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"[ \t]+$", text, re.MULTILINE), f"{path}: trailing whitespace"
+        if ".github" in path.parts:
+            text = GITHUB_EXPRESSION.sub("", text)
+        assert not LEFTOVER.search(text), f"template syntax left in {path.relative_to(project)}"
 
 
 def check_ci_files_are_valid(project: Path, ci: str, tool: str) -> None:
