@@ -166,6 +166,12 @@ def check_ci_files_are_valid(project: Path, ci: str, tool: str) -> None:
         assert errors == [], f"{relative}: {errors}"
     if ci == "github-actions":
         check_github_workflows(project)
+    # Caches kept in the checkout are ignored by git, so ruff (which honours .gitignore) and
+    # pre-commit never read the third-party code in them.
+    ignored = (project / ".gitignore").read_text().splitlines()
+    for path in ci_files(project):
+        for folder in re.findall(r"(?:UV_CACHE_DIR|PRE_COMMIT_HOME)[=:] ?(\S+)", path.read_text()):
+            assert Path(folder).name + "/" in ignored, f"{path.name}: {folder} is not ignored"
 
 
 def test_schema_check_can_fail(rendered) -> None:
