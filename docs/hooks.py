@@ -110,6 +110,8 @@ def questions_page(root: Path) -> str:
         multiline_default = isinstance(default, str) and "\n" in default.strip()
         if default is None:
             facts.append(("Default", "none: an answer is required"))
+        elif default == "":
+            facts.append(("Default", "empty (the answer may be left empty)"))
         elif multiline_default:
             facts.append(("Default", "computed by the Jinja template below"))
         else:

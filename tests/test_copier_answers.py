@@ -77,6 +77,69 @@ BAD_ANSWERS = [
     ({"provisioning": "pulumi"}, "provisioning", "pulumi"),
     ({"orchestrator": "kfp", "kfp_host": "kfp.example.com"}, "kfp_host", "http(s) URL"),
     ({"orchestrator": "kfp", "kfp_host": "https://a:b@kfp.example.com"}, "kfp_host", "credentials"),
+    ({"ci": "travis"}, "ci", "travis"),
+    ({"ci": "cloud-build", "source_repo_host": "csr"}, "source_repo_host", "csr"),
+    # Combinations that cannot work name both questions and what to pick instead.
+    (
+        {"ci": "github-actions", "source_repo_host": "gitlab"},
+        "source_repo_host",
+        'ci "github-actions" runs only on github repositories, not on gitlab: pick '
+        'source_repo_host "github", or keep "gitlab" and pick ci "gitlab-ci", "cloud-build" or '
+        '"jenkins"',
+    ),
+    (
+        {"ci": "github-actions", "source_repo_host": "bitbucket"},
+        "source_repo_host",
+        'pick source_repo_host "github", or keep "bitbucket" and pick ci "bitbucket-pipelines"',
+    ),
+    (
+        {"ci": "gitlab-ci", "source_repo_host": "github"},
+        "source_repo_host",
+        'ci "gitlab-ci" runs only on gitlab repositories, not on github: pick source_repo_host '
+        '"gitlab", or keep "github" and pick ci "github-actions"',
+    ),
+    (
+        {"ci": "gitlab-ci", "source_repo_host": "bitbucket"},
+        "source_repo_host",
+        'pick source_repo_host "gitlab"',
+    ),
+    (
+        {"ci": "bitbucket-pipelines", "source_repo_host": "github"},
+        "source_repo_host",
+        'ci "bitbucket-pipelines" runs only on bitbucket repositories, not on github: pick '
+        'source_repo_host "bitbucket"',
+    ),
+    (
+        {"ci": "bitbucket-pipelines", "source_repo_host": "gitlab"},
+        "source_repo_host",
+        'or keep "gitlab" and pick ci "gitlab-ci", "cloud-build" or "jenkins"',
+    ),
+    ({"source_repo": "https://github.com/acme/ml"}, "source_repo", "is a URL: give the path only"),
+    ({"source_repo": "acme"}, "source_repo", "is not a GitHub repository path: owner/name"),
+    ({"source_repo": "acme/.."}, "source_repo", 'no part may be "." or ".."'),
+    ({"source_repo": "acme/ml.git"}, "source_repo", 'may not end in ".git"'),
+    (
+        {"ci": "bitbucket-pipelines", "source_repo": "Acme/ml"},
+        "source_repo",
+        "is not a Bitbucket repository path: workspace/name in lowercase",
+    ),
+    (
+        {"ci": "gitlab-ci", "source_repo": "acme"},
+        "source_repo",
+        "is not a GitLab project path: group[/subgroup...]/name",
+    ),
+    ({"ci": "gitlab-ci", "source_repo": "acme/m__l"}, "source_repo", "two '.', '_' or '-' in a"),
+    ({"ci": "gitlab-ci", "gitlab_host": "http://gitlab.example.com"}, "gitlab_host", "https URL"),
+    (
+        {"ci": "gitlab-ci", "gitlab_host": "https://gitlab.example.com/group"},
+        "gitlab_host",
+        "without path, query or fragment",
+    ),
+    (
+        {"ci": "gitlab-ci", "gitlab_host": "https://me:token@gitlab.example.com"},
+        "gitlab_host",
+        "must not hold credentials",
+    ),
 ]
 
 
@@ -181,6 +244,83 @@ def test_package_rule_agrees_with_vertexkit(tmp_path: Path, package: str) -> Non
     assert _copier_accepts(tmp_path, {"package_name": package}) == (
         naming.package_name_problem(package) is None
     )
+
+
+# The repository paths of source_repo and vertexkit.project.naming.repository_problem agree.
+REPOSITORIES = [
+    *[("github", p) for p in ["Acme-Corp/ML.Pipelines_2", "a" * 39 + "/x", "a" * 40 + "/x"]],
+    *[("github", p) for p in ["acme-/ml", "ac--me/ml", "acme/m l", "acme/a/b"]],
+    *[("bitbucket", p) for p in ["acme_team/ml.x", "acme/ML"]],
+    *[("gitlab", p) for p in ["acme/team/sub/ml", "acme/ml-", "acme//ml", "acme/ml.atom"]],
+]
+
+
+@pytest.mark.parametrize(("host", "path"), REPOSITORIES, ids=str)
+def test_repository_rule_agrees_with_vertexkit(tmp_path: Path, host: str, path: str) -> None:
+    ci = {"github": "github-actions", "gitlab": "gitlab-ci", "bitbucket": "bitbucket-pipelines"}
+    answers = {"ci": ci[host], "source_repo_host": host, "source_repo": path}
+    assert _copier_accepts(tmp_path, answers) == (naming.repository_problem(host, path) is None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        *["https://gitlab.example.com:8443", "https://git.example.com/", "gitlab.com"],
+        *["https://a@gitlab.com", "https://gitlab.com/?a=1"],
+    ],
+)
+def test_gitlab_host_rule_agrees_with_vertexkit(tmp_path: Path, url: str) -> None:
+    answers = {"ci": "gitlab-ci", "gitlab_host": url}
+    assert _copier_accepts(tmp_path, answers) == (naming.gitlab_url_problem(url) is None)
+
+
+@pytest.mark.parametrize(
+    ("ci", "host"),
+    [
+        *[("cloud-build", "gitlab"), ("jenkins", "bitbucket"), ("github-actions", "github")],
+        ("bitbucket-pipelines", None),
+    ],
+)
+def test_ci_and_repository_reach_the_config(tmp_path: Path, ci: str, host: str | None) -> None:
+    path = "acme/ml/demo" if host == "gitlab" else "acme/demo"
+    answers = {"ci": ci, "source_repo_host": host, "source_repo": path}
+    project = render(tmp_path / "p", answers, skip_tasks=True)
+    config = load_config(project, "dev").ci
+    expected_host = host or "bitbucket"  # the default follows the CI system
+    assert (config.system, config.repository_host, config.repository) == (ci, expected_host, path)
+    stored = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert (stored["ci"], stored["source_repo_host"], stored["source_repo"]) == (
+        ci,
+        expected_host,
+        path,
+    )
+
+
+def test_repository_may_be_left_for_later(tmp_path: Path) -> None:
+    """No made-up default: without an answer ci.repository is null, said so in base.yaml."""
+    project = render(tmp_path / "p", {"ci": "github-actions"}, skip_tasks=True)
+    config = load_config(project, "dev").ci
+    assert (config.system, config.repository_host, config.repository) == (
+        "github-actions",
+        "github",
+        None,
+    )
+    assert (
+        "# Set before `invoke provision`: owner/name."
+        in (project / "config" / "base.yaml").read_text()
+    )
+
+
+def test_no_ci_asks_no_repository(tmp_path: Path) -> None:
+    project = render(tmp_path / "p", {"ci": "none"}, skip_tasks=True)
+    assert load_config(project).ci.model_dump() == {
+        "system": "none",
+        "repository_host": None,
+        "repository": None,
+        "gitlab_url": "https://gitlab.com",
+    }
+    stored = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert stored["ci"] == "none" and "source_repo" not in stored
 
 
 def _copier_accepts(tmp_path: Path, answers: dict) -> bool:

@@ -130,6 +130,8 @@ def test_every_copier_question_is_documented_as_copier_yml_says(site: Path) -> N
         default = question.get("default")
         if default is None:
             assert terms["Default"] == "none: an answer is required", name
+        elif default == "":
+            assert terms["Default"] == "empty (the answer may be left empty)", name
         elif isinstance(default, str) and "\n" in default.strip():
             assert all(norm(line) in text for line in default.splitlines()), name
         else:

@@ -211,6 +211,67 @@ class Resources(_Strict):
         return f"gs://{self.bucket}/pipeline-root"
 
 
+CiSystem = Literal[
+    "cloud-build", "github-actions", "gitlab-ci", "bitbucket-pipelines", "jenkins", "none"
+]
+RepositoryHost = Literal["github", "gitlab", "bitbucket"]
+# The CI systems that run on one repository host only.
+CI_REPOSITORY_HOSTS = {
+    "github-actions": "github",
+    "gitlab-ci": "gitlab",
+    "bitbucket-pipelines": "bitbucket",
+}
+
+
+class CiConfig(_Strict):
+    """The CI system and the source repository it builds."""
+
+    system: CiSystem = Field(
+        default="none",
+        description="The CI system that builds and deploys this project (copier question ci).",
+    )
+    repository_host: RepositoryHost | None = Field(
+        default=None, description="Where the source repository is hosted."
+    )
+    repository: str | None = Field(
+        default=None,
+        description="The repository path: owner/name (GitHub), workspace/name (Bitbucket) or "
+        "group[/subgroup...]/name (GitLab); the provisioning admits only this repository.",
+    )
+    gitlab_url: str = Field(
+        default="https://gitlab.com",
+        description="The GitLab instance (self-managed GitLab: its https URL).",
+    )
+
+    @field_validator("repository_host")
+    @classmethod
+    def _host_of_system(cls, value: str | None, info: ValidationInfo) -> str | None:
+        needed = CI_REPOSITORY_HOSTS.get(info.data.get("system", ""))
+        if value is not None and needed and value != needed:
+            raise ValueError(
+                f"{info.data['system']} runs only on {needed} repositories: set repository_host "
+                f"to {needed}, or system to cloud-build or jenkins (they work with {value})"
+            )
+        return value
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str | None, info: ValidationInfo) -> str | None:
+        host = info.data.get("repository_host")
+        if value is not None and host is None:
+            raise ValueError("set repository_host too: github, gitlab or bitbucket")
+        if value is not None and (problem := naming.repository_problem(host, value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("gitlab_url")
+    @classmethod
+    def _gitlab_url(cls, value: str) -> str:
+        if problem := naming.gitlab_url_problem(value):
+            raise ValueError(problem)
+        return value
+
+
 class ProjectConfig(_Strict):
     """The validated configuration of one environment (or of local runs: base.yaml alone)."""
 
@@ -268,6 +329,9 @@ class ProjectConfig(_Strict):
             "environment variable of that name locally, the Secret Manager secret of that "
             "name in gcp.project_id on Vertex AI. Names only, never values."
         ),
+    )
+    ci: CiConfig = Field(
+        default_factory=CiConfig, description="The CI system and the source repository it builds."
     )
 
     _environment: str = PrivateAttr(default="local")
