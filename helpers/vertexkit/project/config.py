@@ -26,6 +26,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from vertexkit.project import naming
@@ -211,6 +212,151 @@ class Resources(_Strict):
         return f"gs://{self.bucket}/pipeline-root"
 
 
+CiSystem = Literal[
+    "cloud-build", "github-actions", "gitlab-ci", "bitbucket-pipelines", "jenkins", "none"
+]
+RepositoryHost = Literal["github", "gitlab", "bitbucket"]
+
+# The repository path each host accepts: owner/name on GitHub, workspace/slug on Bitbucket, a
+# group path (group/subgroup/.../project) on GitLab.
+REPOSITORY_PATTERNS: dict[str, tuple[str, str]] = {
+    "github": (r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$", "owner/name"),
+    "gitlab": (
+        r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+$",
+        "group/project or group/subgroup/project",
+    ),
+    "bitbucket": (r"^[a-z0-9_.-]+/[a-z0-9_.-]+$", "workspace/repository-slug (lowercase)"),
+}
+# The CI systems that build only repositories of one host.
+CI_HOSTS: dict[str, str] = {
+    "github-actions": "github",
+    "gitlab-ci": "gitlab",
+    "bitbucket-pipelines": "bitbucket",
+}
+UUID_PATTERN = (
+    r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$"
+)
+HTTPS_URL_PATTERN = r"^https://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[^\s?#]*)?$"
+
+
+def _bare_uuid(value: str | None) -> str | None:
+    """A Bitbucket UUID without its braces, lowercase (None stays None)."""
+    return None if value is None else value.strip("{}").lower()
+
+
+class CiConfig(_Strict):
+    """The CI system and the source repository it builds."""
+
+    system: CiSystem = Field(
+        default="none", description="The CI system that builds and deploys this project."
+    )
+    repository_host: RepositoryHost | None = Field(
+        default=None, description="Where the source repository is hosted."
+    )
+    repository: str | None = Field(
+        default=None, description="The repository path: owner/name, or a GitLab group path."
+    )
+    gitlab_url: str = Field(
+        default="https://gitlab.com",
+        description="The GitLab instance (self-managed GitLab: its URL).",
+    )
+    # Further settings that provisioning needs (docs/ci-identity.md) and cannot derive.
+    release_tags_only: bool | None = Field(
+        default=None,
+        description="Admit only release tags (vX.Y.Z) of the repository to deploy to this "
+        "environment, the target of promotions; default: false in dev, true in every other "
+        "environment.",
+    )
+    github_app_installation_id: int | None = Field(
+        default=None,
+        ge=1,
+        description="Cloud Build with GitHub: the installation id of the Cloud Build GitHub App "
+        "(the number at the end of the app's Configure page URL, "
+        "https://github.com/settings/installations/<id>).",
+    )
+    bitbucket_workspace_uuid: str | None = Field(
+        default=None,
+        pattern=UUID_PATTERN,
+        description="Bitbucket Pipelines: the workspace UUID, the end of the OIDC Audience "
+        "(Repository settings > Pipelines > OpenID Connect).",
+    )
+    bitbucket_repository_uuid: str | None = Field(
+        default=None,
+        pattern=UUID_PATTERN,
+        description="Bitbucket Pipelines: the repository UUID (Repository settings > Pipelines > "
+        "OpenID Connect), the only repository claim in Bitbucket's tokens.",
+    )
+    bitbucket_deployment_environment_uuid: str | None = Field(
+        default=None,
+        pattern=UUID_PATTERN,
+        description="Bitbucket Pipelines, environments taking release tags only: the UUID of "
+        "this environment's Bitbucket deployment environment (Repository settings > Pipelines > "
+        "OpenID Connect > Deployment environments).",
+    )
+    jenkins_issuer: str | None = Field(
+        default=None,
+        pattern=HTTPS_URL_PATTERN,
+        description="Jenkins with the OpenID Connect Provider plugin: the issuer URI of the id "
+        "token credential (e.g. https://jenkins.example.com/oidc).",
+    )
+    jenkins_job_url: str | None = Field(
+        default=None,
+        pattern=HTTPS_URL_PATTERN,
+        description="Jenkins with the OpenID Connect Provider plugin: the URL of the job (the "
+        "multibranch project) that builds this repository, the tokens' sub claim prefix (e.g. "
+        "https://jenkins.example.com/job/acme-ml/).",
+    )
+    jenkins_agent_member: str | None = Field(
+        default=None,
+        pattern=r"^(serviceAccount:[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com"
+        r"|principal://iam\.googleapis\.com/\S+)$",
+        description="Jenkins on Google Cloud: the agents' own identity (serviceAccount:<e-mail> "
+        "of a VM's attached account, or a principal:// of a GKE workload), allowed to act as "
+        "the CI deployer instead of a Workload Identity Federation pool.",
+    )
+
+    @field_validator(
+        "bitbucket_workspace_uuid",
+        "bitbucket_repository_uuid",
+        "bitbucket_deployment_environment_uuid",
+    )
+    @classmethod
+    def _uuid(cls, value: str | None) -> str | None:
+        return _bare_uuid(value)
+
+    @field_validator("gitlab_url")
+    @classmethod
+    def _gitlab_url(cls, value: str) -> str:
+        if not re.match(HTTPS_URL_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not an https URL of a GitLab instance, e.g. https://gitlab.com"
+            )
+        return value.rstrip("/")
+
+    @field_validator("jenkins_job_url")
+    @classmethod
+    def _job_url(cls, value: str | None) -> str | None:
+        return value if value is None or value.endswith("/") else value + "/"
+
+    @model_validator(mode="after")
+    def _repository_matches_host(self) -> CiConfig:
+        needed = CI_HOSTS.get(self.system)
+        if needed and self.repository_host and self.repository_host != needed:
+            raise ValueError(
+                f"system {self.system} builds {needed} repositories, but repository_host is "
+                f"{self.repository_host}: set repository_host to {needed}, or choose a system "
+                f"that builds {self.repository_host} repositories (cloud-build or jenkins)"
+            )
+        if self.repository and self.repository_host:
+            pattern, shape = REPOSITORY_PATTERNS[self.repository_host]
+            if not re.match(pattern, self.repository):
+                raise ValueError(
+                    f"repository {self.repository!r} is not a {self.repository_host} "
+                    f"repository path: expected {shape}"
+                )
+        return self
+
+
 class ProjectConfig(_Strict):
     """The validated configuration of one environment (or of local runs: base.yaml alone)."""
 
@@ -268,6 +414,9 @@ class ProjectConfig(_Strict):
             "environment variable of that name locally, the Secret Manager secret of that "
             "name in gcp.project_id on Vertex AI. Names only, never values."
         ),
+    )
+    ci: CiConfig = Field(
+        default_factory=CiConfig, description="The CI system and the source repository it builds."
     )
 
     _environment: str = PrivateAttr(default="local")
