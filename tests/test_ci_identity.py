@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -30,7 +31,7 @@ from tests.test_infra import (
     _unquote,
 )
 from tests.test_provision import calls, fake_tool, run_invoke
-from vertexkit.gcp import provision
+from vertexkit.gcp import ci_identity, provision
 from vertexkit.project.config import ConfigError, load_config
 from vertexkit.steps import execute
 
@@ -45,6 +46,7 @@ DEPLOYMENT_UUID = "99999999-8888-7777-6666-555555555555"
 JENKINS = "https://jenkins.example.com"
 DEPLOYER = "demo-deployer@acme-ml-dev.iam.gserviceaccount.com"
 NUMBER = "123456789012"
+AGENT = "serviceAccount:jenkins-agent@infra-1234.iam.gserviceaccount.com"
 
 # The settings of each CI system, as config/base.yaml's ci section (and config/prod.yaml's).
 SYSTEMS: dict[str, dict[str, Any]] = {
@@ -408,7 +410,7 @@ def test_bad_ci_settings_name_the_file_and_field(tmp_path: Path, ci: dict, messa
 
 
 def test_jenkins_agents_on_google_cloud_need_no_pool(tmp_path: Path) -> None:
-    agent = "serviceAccount:jenkins-agent@infra-1234.iam.gserviceaccount.com"
+    agent = AGENT
     config = configs(
         tmp_path, "jenkins", jenkins_issuer=None, jenkins_job_url=None, jenkins_agent_member=agent
     )["prod"]
@@ -505,6 +507,8 @@ if group[:2] == ["builds", "triggers"] and verb == "create":
     name = next(a.split("=", 1)[1] for a in args if a.startswith("--name="))
 else:
     name = args[index + 1]
+if group[:2] == ["iam", "service-accounts"]:
+    name = name.split("@")[0]
 key = " ".join(group) + ":" + name
 if verbs[verb] == "describe":
     if key in state:
@@ -734,3 +738,50 @@ def test_checkov_finds_nothing_in_the_ci_resources_of_any_system(tmp_path: Path)
         "google_cloudbuild_trigger" in judged
         or "google_iam_workload_identity_pool_provider" in judged
     ), judged
+
+
+# --- documentation ------------------------------------------------------------------------
+
+DOCS_CASES = [
+    ("github-actions", {"repository_host": "github", "repository": "acme/ml-project"}),
+    ("gitlab-ci", {"repository_host": "gitlab", "repository": "acme/ml-project"}),
+    ("jenkins", {"jenkins_agent_member": AGENT}),
+    (
+        "cloud-build",
+        {
+            "repository_host": "github",
+            "repository": "acme/ml-project",
+            "github_app_installation_id": 4242,
+        },
+    ),
+]
+
+
+def docs_rows(tmp_path: Path) -> str:
+    rows = ["| identity | role | on | why |", "| --- | --- | --- | --- |"]
+    for system, ci in DOCS_CASES:
+        root = write_project(tmp_path / system, {"system": system, **ci})
+        infra = provision.plan_infrastructure(load_config(root, "prod"))
+        rows += ci_identity.identity_rows(infra)
+    return "\n".join(rows)
+
+
+def test_docs_ci_identities_are_the_plan(tmp_path: Path) -> None:
+    """docs/ci-identity.md shows the CI identities the plan grants: regenerate the table
+    between its markers with docs_rows (python -c, or VERTEXKIT_UPDATE_DOCS=1)."""
+    page_path = Path(__file__).parent.parent / "docs" / "ci-identity.md"
+    page = page_path.read_text()
+    start = page.index("\n", page.index("<!-- ci identities:")) + 1
+    end = page.index("<!-- end of ci identities -->")
+    expected = docs_rows(tmp_path)
+    if os.environ.get("VERTEXKIT_UPDATE_DOCS"):
+        page_path.write_text(page[:start] + expected + "\n" + page[end:])
+        return
+    assert page[start:end].strip() == expected
+    for api in ("sts.googleapis.com", "iamcredentials.googleapis.com"):
+        assert f"`{api}`" in page
+    for condition in (
+        "assertion.ref.startsWith('refs/tags/v')",
+        "assertion.ref_protected == 'true'",
+    ):
+        assert condition in page
