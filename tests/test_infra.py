@@ -315,6 +315,9 @@ def test_checkov_finds_nothing_and_every_skip_is_needed(
             assert skipped == EXPECTED_SKIPS[kind], f"{name}: {kind} skips {skipped}"
             for check in results["skipped_checks"]:
                 assert len(check["check_result"].get("suppress_comment", "").strip()) > 20, check
+            if kind == "terraform":  # the CI identity's provider is judged too
+                judged = {c["resource"] for c in results["passed_checks"]}
+                assert "google_iam_workload_identity_pool_provider.ci" in judged, judged
         if name not in WITH_TERRAFORM:
             assert not _results(reports, "terraform", name)["passed_checks"]
 

@@ -147,7 +147,7 @@ def _gitlab(config: ProjectConfig, release: bool) -> OidcProvider:
     return OidcProvider(
         id="gitlab",
         display_name="GitLab CI",
-        issuer_uri=config.ci.gitlab_url,
+        issuer_uri=config.ci.gitlab_url.rstrip("/"),  # GitLab's iss has no slash
         attribute_mapping={
             "google.subject": "assertion.sub",
             "attribute.repository": "assertion.project_path",
@@ -279,9 +279,9 @@ def _connection(config: ProjectConfig) -> BuildConnection:
             name=name,
             host=host,
             repository=slug,
-            remote_uri=f"{ci.gitlab_url}/{repository}.git",
+            remote_uri=f"{ci.gitlab_url.rstrip('/')}/{repository}.git",
             secrets=secrets,
-            host_uri=ci.gitlab_url,
+            host_uri=ci.gitlab_url.rstrip("/"),
         )
     return BuildConnection(
         name=name,
@@ -350,8 +350,15 @@ def plan_ci(config: ProjectConfig) -> CiResources | None:
     )
     pool = None
     if provider is not None:
+        pool_id = f"{config.naming_prefix}-ci"
+        if pool_id.startswith("gcp-"):  # Google reserves the prefix for its own pools
+            raise ConfigError(
+                f"{config.source_of('naming_prefix')}: naming_prefix: workload identity pool "
+                f"{pool_id!r} would start with 'gcp-', which Google reserves: choose a naming "
+                "prefix that does not start with gcp-"
+            )
         pool = IdentityPool(
-            id=f"{config.naming_prefix}-ci",
+            id=pool_id,
             display_name=f"{config.naming_prefix} CI"[:32],
             description=f"{provider.display_name} deploys {config.environment} as the CI deployer",
             providers=(provider,),

@@ -26,7 +26,6 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 from vertexkit.project import naming
@@ -216,23 +215,14 @@ CiSystem = Literal[
     "cloud-build", "github-actions", "gitlab-ci", "bitbucket-pipelines", "jenkins", "none"
 ]
 RepositoryHost = Literal["github", "gitlab", "bitbucket"]
-
-# The repository path each host accepts: owner/name on GitHub, workspace/slug on Bitbucket, a
-# group path (group/subgroup/.../project) on GitLab.
-REPOSITORY_PATTERNS: dict[str, tuple[str, str]] = {
-    "github": (r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$", "owner/name"),
-    "gitlab": (
-        r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)+$",
-        "group/project or group/subgroup/project",
-    ),
-    "bitbucket": (r"^[a-z0-9_.-]+/[a-z0-9_.-]+$", "workspace/repository-slug (lowercase)"),
-}
-# The CI systems that build only repositories of one host.
-CI_HOSTS: dict[str, str] = {
+# The CI systems that run on one repository host only.
+CI_REPOSITORY_HOSTS = {
     "github-actions": "github",
     "gitlab-ci": "gitlab",
     "bitbucket-pipelines": "bitbucket",
 }
+
+
 UUID_PATTERN = (
     r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$"
 )
@@ -248,17 +238,20 @@ class CiConfig(_Strict):
     """The CI system and the source repository it builds."""
 
     system: CiSystem = Field(
-        default="none", description="The CI system that builds and deploys this project."
+        default="none",
+        description="The CI system that builds and deploys this project (copier question ci).",
     )
     repository_host: RepositoryHost | None = Field(
         default=None, description="Where the source repository is hosted."
     )
     repository: str | None = Field(
-        default=None, description="The repository path: owner/name, or a GitLab group path."
+        default=None,
+        description="The repository path: owner/name (GitHub), workspace/name (Bitbucket) or "
+        "group[/subgroup...]/name (GitLab); the provisioning admits only this repository.",
     )
     gitlab_url: str = Field(
         default="https://gitlab.com",
-        description="The GitLab instance (self-managed GitLab: its URL).",
+        description="The GitLab instance (self-managed GitLab: its https URL).",
     )
     # Further settings that provisioning needs (docs/ci-identity.md) and cannot derive.
     release_tags_only: bool | None = Field(
@@ -315,6 +308,34 @@ class CiConfig(_Strict):
         "the CI deployer instead of a Workload Identity Federation pool.",
     )
 
+    @field_validator("repository_host")
+    @classmethod
+    def _host_of_system(cls, value: str | None, info: ValidationInfo) -> str | None:
+        needed = CI_REPOSITORY_HOSTS.get(info.data.get("system", ""))
+        if value is not None and needed and value != needed:
+            raise ValueError(
+                f"{info.data['system']} runs only on {needed} repositories: set repository_host "
+                f"to {needed}, or system to cloud-build or jenkins (they work with {value})"
+            )
+        return value
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str | None, info: ValidationInfo) -> str | None:
+        host = info.data.get("repository_host")
+        if value is not None and host is None:
+            raise ValueError("set repository_host too: github, gitlab or bitbucket")
+        if value is not None and (problem := naming.repository_problem(host, value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("gitlab_url")
+    @classmethod
+    def _gitlab_url(cls, value: str) -> str:
+        if problem := naming.gitlab_url_problem(value):
+            raise ValueError(problem)
+        return value
+
     @field_validator(
         "bitbucket_workspace_uuid",
         "bitbucket_repository_uuid",
@@ -324,37 +345,10 @@ class CiConfig(_Strict):
     def _uuid(cls, value: str | None) -> str | None:
         return _bare_uuid(value)
 
-    @field_validator("gitlab_url")
-    @classmethod
-    def _gitlab_url(cls, value: str) -> str:
-        if not re.match(HTTPS_URL_PATTERN, value):
-            raise ValueError(
-                f"{value!r} is not an https URL of a GitLab instance, e.g. https://gitlab.com"
-            )
-        return value.rstrip("/")
-
     @field_validator("jenkins_job_url")
     @classmethod
     def _job_url(cls, value: str | None) -> str | None:
         return value if value is None or value.endswith("/") else value + "/"
-
-    @model_validator(mode="after")
-    def _repository_matches_host(self) -> CiConfig:
-        needed = CI_HOSTS.get(self.system)
-        if needed and self.repository_host and self.repository_host != needed:
-            raise ValueError(
-                f"system {self.system} builds {needed} repositories, but repository_host is "
-                f"{self.repository_host}: set repository_host to {needed}, or choose a system "
-                f"that builds {self.repository_host} repositories (cloud-build or jenkins)"
-            )
-        if self.repository and self.repository_host:
-            pattern, shape = REPOSITORY_PATTERNS[self.repository_host]
-            if not re.match(pattern, self.repository):
-                raise ValueError(
-                    f"repository {self.repository!r} is not a {self.repository_host} "
-                    f"repository path: expected {shape}"
-                )
-        return self
 
 
 class ProjectConfig(_Strict):

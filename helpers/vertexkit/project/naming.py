@@ -251,3 +251,59 @@ def check_secret_name(name: str) -> str:
     if problem := secret_name_problem(name):
         raise ValueError(f"invalid secret name {name!r}: {problem}")
     return name
+
+
+# --- the repository CI builds (copier questions source_repo and gitlab_host) ---------------------
+
+REPOSITORY_RES = {
+    # owner: letters, digits, single hyphens, at most 39; name: letters, digits, . _ -
+    "github": re.compile(r"^[A-Za-z0-9](-?[A-Za-z0-9]){0,38}/[A-Za-z0-9._-]{1,100}$"),
+    # workspace id and repository slug: lowercase
+    "bitbucket": re.compile(r"^[a-z0-9][a-z0-9_-]*/[a-z0-9._-]{1,62}$"),
+    # group[/subgroup...]/project: each part starts and ends with a letter, digit or _
+    "gitlab": re.compile(
+        r"^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?(/[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?){1,20}$"
+    ),
+}
+_REPOSITORY_FORMS = {
+    "github": "owner/name, where the owner is letters, digits and single hyphens (at most 39, "
+    "not starting or ending with a hyphen) and the name letters, digits, '.', '_' and '-'",
+    "bitbucket": "workspace/name in lowercase letters, digits, '-' and '_' ('.' also in the name)",
+    "gitlab": "group[/subgroup...]/name, each part letters, digits, '_', '-' and '.', starting "
+    "and ending with a letter, digit or '_'",
+}
+GITLAB_URL_RE = re.compile(r"^https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/?$")
+
+
+def repository_problem(host: str, path: str) -> str | None:
+    """Why ``path`` is not a repository path on ``host`` (github, gitlab, bitbucket), or None.
+
+    The same rules as the copier question ``source_repo``.
+    """
+    if (
+        path.startswith(("https://", "http://", "git@", "ssh://"))
+        or ".com/" in path
+        or (".org/" in path)
+    ):
+        return f"{path!r} is a URL: give the path only, e.g. 'acme/ml-pipelines'"
+    if host not in REPOSITORY_RES:
+        return f"{host!r} is not a repository host: github, gitlab or bitbucket"
+    if not REPOSITORY_RES[host].match(path):
+        return f"{path!r} is not a {host} repository path: {_REPOSITORY_FORMS[host]}"
+    if re.search(r"(^|/)\.\.?(/|$)|\.git$|\.atom$", path):
+        return f"{path!r}: no part may be '.' or '..', and the name may not end in .git or .atom"
+    if host == "gitlab" and re.search(r"[._-]{2}", path):
+        return f"{path!r}: GitLab refuses two '.', '_' or '-' in a row in a path"
+    return None
+
+
+def gitlab_url_problem(url: str) -> str | None:
+    """Why ``url`` is not the https address of a GitLab instance, or None (question gitlab_host)."""
+    if "@" in url.split("://")[-1].split("/")[0]:
+        return f"{url!r} must not hold credentials: give the instance's address only"
+    if not GITLAB_URL_RE.match(url):
+        return (
+            f"{url!r} is not an https URL of a GitLab instance without path, query or "
+            "fragment, e.g. https://gitlab.com or https://gitlab.example.com"
+        )
+    return None
