@@ -45,7 +45,7 @@ DEPLOYMENT_UUID = "99999999-8888-7777-6666-555555555555"
 JENKINS = "https://jenkins.example.com"
 DEPLOYER = "demo-deployer@acme-ml-dev.iam.gserviceaccount.com"
 NUMBER = "123456789012"
-AGENT = "serviceAccount:jenkins-agent@infra-1234.iam.gserviceaccount.com"
+AGENT = "serviceAccount:infra-1234.svc.id.goog[jenkins/agent]"
 
 # The settings of each CI system, as config/base.yaml's ci section (and config/prod.yaml's).
 SYSTEMS: dict[str, dict[str, Any]] = {
@@ -360,12 +360,6 @@ def test_the_deployer_trusts_the_pool_on_the_account_only(tmp_path: Path) -> Non
             {},
             "config/prod.yaml: ci.bitbucket_deployment_environment_uuid",
         ),
-        (
-            "jenkins",
-            {"jenkins_issuer": None, "jenkins_job_url": None},
-            None,
-            "ci.jenkins_agent_member",
-        ),
         ("jenkins", {"jenkins_job_url": None}, None, "ci.jenkins_job_url is not set"),
         (
             "cloud-build",
@@ -432,9 +426,21 @@ def test_jenkins_agents_on_google_cloud_need_no_pool(tmp_path: Path) -> None:
     assert infra.ci is not None and infra.ci.pool is None
     assert provision.tfvars(infra)["ci_pool"] is None
     grants = {(b.scope, b.resource, b.role, b.member) for b in infra.bindings}
-    assert ("service_account", DEPLOYER, "roles/iam.serviceAccountTokenCreator", agent) in grants
+    assert ("service_account", DEPLOYER, "roles/iam.workloadIdentityUser", agent) in grants
     assert next(b for b in infra.bindings if b.member == agent).scope == "service_account"
     assert f"| `{agent}` |" in provision.identities_table(infra)
+
+
+def test_jenkins_agents_running_as_the_deployer_need_nothing_provisioned(tmp_path: Path) -> None:
+    config = configs(tmp_path, "jenkins", jenkins_issuer=None, jenkins_job_url=None)["dev"]
+    infra = provision.plan_infrastructure(config)
+    assert infra.ci is not None and infra.ci.pool is None and infra.ci.agent_member is None
+    assert (
+        infra.bindings
+        == provision.plan_infrastructure(configs(tmp_path / "none", "none")["dev"]).bindings
+    )
+    summary = ci_identity.ci_summary(infra, NUMBER)
+    assert "attach it to the agent VMs" in summary and "ci.jenkins_issuer is not set" in summary
 
 
 # --- Cloud Build --------------------------------------------------------------------------
@@ -470,7 +476,14 @@ def test_cloud_build_triggers_run_as_the_deployer_and_promotions_wait(
         assert build["remote_uri"].endswith(f"/{REPOSITORY[host]}.git")
         triggers = build["triggers"]
         if env == "dev":
-            assert set(triggers) == {"demo-dev-pull-request", "demo-dev-main"}
+            assert set(triggers) == {
+                "demo-dev-pull-request",
+                "demo-dev-main",
+                "demo-dev-infra-plan",
+            }
+            plan = triggers["demo-dev-infra-plan"]
+            assert plan["included_files"] == ["infra/**", "config/**"]
+            assert plan["filename"] == "cloudbuild/infra-plan.yaml"
             assert triggers["demo-dev-main"]["push_branch"] == "^main$"
             assert triggers["demo-dev-main"]["filename"] == "cloudbuild/main.yaml"
             assert triggers["demo-dev-pull-request"]["pull_request_branch"] == "^main$"
@@ -479,11 +492,10 @@ def test_cloud_build_triggers_run_as_the_deployer_and_promotions_wait(
             [(name, release)] = triggers.items()
             assert name == "demo-prod-release"
             assert release["approval_required"] is True
-            assert release["filename"] == "cloudbuild/release.yaml"
+            assert release["filename"] == "cloudbuild/promote-prod.yaml"
             assert re.match(release["push_tag"], "v1.2.3") and not re.match(
                 release["push_tag"], "v1.2.3-rc"
             )
-        assert all(t["substitutions"] == {"_ENV": env} for t in triggers.values())
         # Builds running as the deployer write their logs; tokens stay in secrets, by name.
         assert {"role": "roles/logging.logWriter", "member": f"serviceAccount:{DEPLOYER}"} in data[
             "project_roles"
@@ -646,6 +658,8 @@ def _same(commands: list[list[str]], data: dict[str, Any], where: tuple[str, str
             "tag-pattern": expected["push_tag"],
         }
         assert {k: flags.get(k) for k in event} == event, where
+        files = flags.get("included-files")
+        assert (files.split(",") if files else []) == expected["included_files"], where
     [connection] = [c for c in commands if c[1:4] == ["builds", "connections", "create"]]
     versions = {a.split("=", 1)[1] for a in connection if "secret-version=" in a}
     assert versions == {

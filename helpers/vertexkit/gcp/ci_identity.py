@@ -60,17 +60,20 @@ REMOTE_URIS = {
 
 MAIN_BRANCH = "main"
 RELEASE_TAG = r"^v[0-9]+\.[0-9]+\.[0-9]+$"
-# The build config of each trigger, in the repository (the CI files of the template).
+# The build config of each trigger, in the repository (the template's cloudbuild/ files): the
+# promotion to each environment taking release tags has a file of its own.
 BUILD_CONFIGS = {
     "pull-request": "cloudbuild/pull-request.yaml",
     "main": "cloudbuild/main.yaml",
-    "release": "cloudbuild/release.yaml",
+    "infra-plan": "cloudbuild/infra-plan.yaml",
+    "promote": "cloudbuild/promote-{env}.yaml",
 }
+# The files whose change runs the infra-plan trigger (provisioning.tool terraform).
+INFRA_FILES = ("infra/**", "config/**")
 # Pull requests of people outside the repository build only after a collaborator's /gcbrun.
 COMMENT_CONTROL = "COMMENTS_ENABLED_FOR_EXTERNAL_CONTRIBUTORS_ONLY"
 
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
-TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 CLOUD_BUILD_AGENT = "service-{number}@gcp-sa-cloudbuild.iam.gserviceaccount.com"
 
@@ -211,17 +214,7 @@ def _bitbucket(config: ProjectConfig, release: bool) -> OidcProvider:
 def _jenkins(config: ProjectConfig, release: bool) -> OidcProvider | None:
     ci = config.ci
     if ci.jenkins_issuer is None and ci.jenkins_job_url is None:
-        if ci.jenkins_agent_member is None:
-            raise _missing(
-                config,
-                "jenkins_issuer",
-                "Jenkins deploys either with the OpenID Connect Provider plugin (set "
-                "ci.jenkins_issuer, e.g. https://jenkins.example.com/oidc, and ci.jenkins_job_url, "
-                "the URL of the job that builds this repository) or, on Google Cloud, as its "
-                "agents' own service account (set ci.jenkins_agent_member, e.g. "
-                "serviceAccount:jenkins-agent@infra.iam.gserviceaccount.com)",
-            )
-        return None
+        return None  # agents on Google Cloud run as the deployer: no pool (docs/ci-identity.md)
     if ci.jenkins_issuer is None or ci.jenkins_job_url is None:
         field = "jenkins_issuer" if ci.jenkins_issuer is None else "jenkins_job_url"
         raise _missing(
@@ -295,26 +288,23 @@ def _connection(config: ProjectConfig) -> BuildConnection:
 
 def _triggers(config: ProjectConfig) -> tuple[BuildTrigger, ...]:
     env, prefix = config.environment, config.naming_prefix
-    substitutions = {"_ENV": env}
     if release_tags_only(config):
         return (
             BuildTrigger(
                 name=f"{prefix}-{env}-release",
                 description=f"Release tags vX.Y.Z: promote to {env}, once approved",
-                filename=BUILD_CONFIGS["release"],
+                filename=BUILD_CONFIGS["promote"].format(env=env),
                 approval_required=True,
-                substitutions=substitutions,
                 push_tag=RELEASE_TAG,
             ),
         )
     main = f"^{MAIN_BRANCH}$"
-    return (
+    triggers = [
         BuildTrigger(
             name=f"{prefix}-{env}-pull-request",
             description=f"Pull requests to {MAIN_BRANCH}: checks, tests, a local run",
             filename=BUILD_CONFIGS["pull-request"],
             approval_required=False,
-            substitutions=substitutions,
             pull_request_branch=main,
         ),
         BuildTrigger(
@@ -322,10 +312,22 @@ def _triggers(config: ProjectConfig) -> tuple[BuildTrigger, ...]:
             description=f"Pushes to {MAIN_BRANCH}: build, publish and run in {env}",
             filename=BUILD_CONFIGS["main"],
             approval_required=False,
-            substitutions=substitutions,
             push_branch=main,
         ),
-    )
+    ]
+    if config.provisioning.tool == "terraform":
+        triggers.append(
+            BuildTrigger(
+                name=f"{prefix}-{env}-infra-plan",
+                description=f"Pull requests changing infra/ or config/: what provisioning {env} "
+                "would run",
+                filename=BUILD_CONFIGS["infra-plan"],
+                approval_required=False,
+                pull_request_branch=main,
+                included_files=INFRA_FILES,
+            )
+        )
+    return tuple(triggers)
 
 
 def plan_ci(config: ProjectConfig) -> CiResources | None:
@@ -363,7 +365,8 @@ def plan_ci(config: ProjectConfig) -> CiResources | None:
             description=f"{provider.display_name} deploys {config.environment} as the CI deployer",
             providers=(provider,),
         )
-    return CiResources(system=ci.system, deployer=deployer, pool=pool)
+    agent = ci.jenkins_agent_member if ci.system == "jenkins" else None
+    return CiResources(system=ci.system, deployer=deployer, pool=pool, agent_member=agent)
 
 
 def with_ci_apis(apis: tuple[str, ...], config: ProjectConfig) -> tuple[str, ...]:
@@ -395,14 +398,14 @@ def extend(infra: Infrastructure, config: ProjectConfig) -> Infrastructure:
                 "Cloud Build triggers run builds as it: write their logs",
             )
         )
-    if ci.system == "jenkins" and config.ci.jenkins_agent_member:
+    if ci.agent_member is not None:
         bindings.append(
             Binding(
                 "service_account",
                 ci.deployer,
-                TOKEN_CREATOR,
-                config.ci.jenkins_agent_member,
-                "Jenkins agents on Google Cloud deploy as the CI deployer",
+                WORKLOAD_IDENTITY_USER,
+                ci.agent_member,
+                "Jenkins agents on GKE run as the CI deployer (Workload Identity for GKE)",
             )
         )
     return dataclasses.replace(infra, ci=ci, bindings=tuple(bindings))
@@ -468,7 +471,7 @@ def tfvars(infra: Infrastructure) -> dict[str, Any]:
                     "description": t.description,
                     "filename": t.filename,
                     "approval_required": t.approval_required,
-                    "substitutions": dict(t.substitutions),
+                    "included_files": list(t.included_files),
                     "pull_request_branch": t.pull_request_branch,
                     "push_branch": t.push_branch,
                     "push_tag": t.push_tag,
@@ -551,7 +554,9 @@ def _trigger_command(
         event = (f"--branch-pattern={trigger.push_branch}",)
     else:
         event = (f"--tag-pattern={trigger.push_tag}",)
-    substitutions = ",".join(f"{k}={v}" for k, v in trigger.substitutions.items())
+    files = (
+        (f"--included-files={','.join(trigger.included_files)}",) if trigger.included_files else ()
+    )
     return _gcloud(
         "builds", "triggers", "create", kind[connection.host],
         f"--name={trigger.name}", f"--region={region}", f"--project={project}",
@@ -559,7 +564,7 @@ def _trigger_command(
         f"--build-config={trigger.filename}",
         f"--service-account=projects/{project}/serviceAccounts/{deployer}",
         f"--description={trigger.description}",
-        f"--substitutions={substitutions}",
+        *files,
         "--require-approval" if trigger.approval_required else "--no-require-approval",
     )  # fmt: skip
 
@@ -702,6 +707,12 @@ def ci_summary(infra: Infrastructure, project_number: str) -> str:
                 f"{provider.id}"
             )
     lines.append(f"  service account: {ci.deployer}")
+    if ci.system == "jenkins" and ci.pool is None:
+        lines.append(
+            "  Jenkins agents run as the CI deployer: attach it to the agent VMs, or run the "
+            "agents on GKE as ci.jenkins_agent_member (no OpenID Connect provider: "
+            "ci.jenkins_issuer is not set)"
+        )
     if ci.connection is not None:
         for trigger in ci.triggers:
             lines.append(f"  Cloud Build trigger: {trigger.name} ({trigger.filename})")
@@ -767,6 +778,7 @@ def identity_rows(infra: Infrastructure) -> list[str]:
         return []
     rows: list[str] = []
     deployer = f"service account `{ci.deployer}`"
+    agent = ci.agent_member
     if ci.pool is not None:
         for provider in ci.pool.providers:
             who = member("PROJECT_NUMBER", ci.pool, provider)
@@ -776,8 +788,10 @@ def identity_rows(infra: Infrastructure) -> list[str]:
                 f"keyless: `{provider.attribute_condition}` |"
             )
     for b in infra.bindings:
-        if b.role == TOKEN_CREATOR and b.resource == ci.deployer:
-            rows.append(f"| `{b.member}` | | | Jenkins agents on Google Cloud |")
+        if b.member == agent:
+            rows.append(
+                f"| `{b.member}` | | | the Kubernetes service account of the Jenkins agents |"
+            )
             rows.append(f"| | `{b.role}` | {deployer} | {b.why} |")
     if ci.connection is not None:
         rows.append(

@@ -63,10 +63,10 @@ class BuildTrigger:
     description: str
     filename: str
     approval_required: bool
-    substitutions: Mapping[str, str]
     pull_request_branch: str | None = None
     push_branch: str | None = None
     push_tag: str | None = None
+    included_files: tuple[str, ...] = ()  # run only when one of these globs changed
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,5 @@ class CiResources:
     pool: IdentityPool | None = None
     connection: BuildConnection | None = None
     triggers: tuple[BuildTrigger, ...] = field(default=())
+    # Jenkins agents on GKE: their Kubernetes service account, which runs as the deployer.
+    agent_member: str | None = None

@@ -301,11 +301,12 @@ class CiConfig(_Strict):
     )
     jenkins_agent_member: str | None = Field(
         default=None,
-        pattern=r"^(serviceAccount:[^@\s]+@[^@\s]+\.iam\.gserviceaccount\.com"
-        r"|principal://iam\.googleapis\.com/\S+)$",
-        description="Jenkins on Google Cloud: the agents' own identity (serviceAccount:<e-mail> "
-        "of a VM's attached account, or a principal:// of a GKE workload), allowed to act as "
-        "the CI deployer instead of a Workload Identity Federation pool.",
+        pattern=r"^(serviceAccount:[a-z][a-z0-9-]{4,28}[a-z0-9]\.svc\.id\.goog\[[^\]\s/]+/[^\]\s/]+\]"
+        r"|principal://iam\.googleapis\.com/\S+/subject/ns/[^\s/]+/sa/[^\s/]+)$",
+        description="Jenkins agents on GKE: their Kubernetes service account "
+        "(serviceAccount:<project>.svc.id.goog[<namespace>/<name>], or its principal:// "
+        "identifier), which then runs as the CI deployer through Workload Identity Federation "
+        "for GKE. Agents on Compute Engine need no setting: attach the CI deployer to their VMs.",
     )
 
     @field_validator("repository_host")

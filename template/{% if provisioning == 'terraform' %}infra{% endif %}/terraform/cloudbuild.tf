@@ -99,7 +99,7 @@ resource "google_cloudbuild_trigger" "ci" {
   description     = each.value.description
   filename        = each.value.filename
   service_account = "projects/${var.project_id}/serviceAccounts/${var.cloud_build.service_account}"
-  substitutions   = each.value.substitutions
+  included_files  = each.value.included_files
 
   repository_event_config {
     repository = google_cloudbuildv2_repository.ci[0].id

@@ -276,7 +276,7 @@ variable "cloud_build" {
       description         = string
       filename            = string
       approval_required   = bool
-      substitutions       = map(string)
+      included_files      = list(string)
       pull_request_branch = string
       push_branch         = string
       push_tag            = string
