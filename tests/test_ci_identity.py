@@ -361,12 +361,6 @@ def test_the_deployer_trusts_the_pool_on_the_account_only(tmp_path: Path) -> Non
             "config/prod.yaml: ci.bitbucket_deployment_environment_uuid",
         ),
         ("jenkins", {"jenkins_job_url": None}, None, "ci.jenkins_job_url is not set"),
-        (
-            "cloud-build",
-            {"repository_host": "github", "repository": "a/b"},
-            None,
-            "github_app_installation_id",
-        ),
     ],
 )
 def test_a_missing_setting_stops_provisioning_naming_it(
@@ -444,6 +438,23 @@ def test_jenkins_agents_running_as_the_deployer_need_nothing_provisioned(tmp_pat
 
 
 # --- Cloud Build --------------------------------------------------------------------------
+
+
+def test_cloud_build_on_github_waits_for_the_app_and_provisions_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the GitHub App's installation id (the one manual step), provisioning creates
+    everything else and says what to do for the connection and triggers."""
+    config = configs(tmp_path, "cloud-build", repository_host="github", repository="a/b")["dev"]
+    infra = provision.plan_infrastructure(config)
+    assert infra.ci is not None and infra.ci.connection is None and not infra.ci.triggers
+    assert provision.tfvars(infra)["cloud_build"] is None
+    notes = ci_identity.ci_summary(infra, NUMBER)
+    assert "set ci.github_app_installation_id in config/base.yaml" in notes
+    [note] = ci_identity.terraform_notes(infra)
+    execute([note], out=io.StringIO())
+    assert "github.com/settings/installations/<id>" in capsys.readouterr().out
+
 
 CLOUD_BUILD = {
     "github": {"github_app_installation_id": 4242},

@@ -77,6 +77,15 @@ WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 CLOUD_BUILD_AGENT = "service-{number}@gcp-sa-cloudbuild.iam.gserviceaccount.com"
 
+GITHUB_APP_PENDING = (
+    "Cloud Build connection and triggers not created yet: install the Cloud Build GitHub App on "
+    "the repository (https://github.com/apps/google-cloud-build), set "
+    "ci.github_app_installation_id in config/base.yaml to the number at the end of its "
+    "Configure page URL "
+    "(https://github.com/settings/installations/<id>), store the GitHub token in Secret Manager "
+    "(docs/ci-identity.md), then run invoke provision again"
+)
+
 NUMBER_STEP = "look up the project number"
 NUMBER = placeholder(NUMBER_STEP, "project number")
 
@@ -246,14 +255,7 @@ def _connection(config: ProjectConfig) -> BuildConnection:
     name = f"{prefix}-{host}"
     slug = repository.rsplit("/", 1)[-1]
     if host == "github":
-        if ci.github_app_installation_id is None:
-            raise _missing(
-                config,
-                "github_app_installation_id",
-                "Cloud Build reads GitHub through its GitHub App: install it on the repository "
-                "(https://github.com/apps/google-cloud-build), then copy the number at the end "
-                "of the app's Configure page URL (https://github.com/settings/installations/<id>)",
-            )
+        assert ci.github_app_installation_id is not None  # checked by plan_ci
         return BuildConnection(
             name=name,
             host=host,
@@ -337,6 +339,10 @@ def plan_ci(config: ProjectConfig) -> CiResources | None:
     if ci.system == "none":
         return None
     if ci.system == "cloud-build":
+        _repository(config)
+        if ci.repository_host == "github" and ci.github_app_installation_id is None:
+            # Everything else can be provisioned: the triggers follow once the app is installed.
+            return CiResources(system=ci.system, deployer=deployer, pending=GITHUB_APP_PENDING)
         return CiResources(
             system=ci.system,
             deployer=deployer,
@@ -707,6 +713,8 @@ def ci_summary(infra: Infrastructure, project_number: str) -> str:
                 f"{provider.id}"
             )
     lines.append(f"  service account: {ci.deployer}")
+    if ci.pending:
+        lines.append(f"  {ci.pending}")
     if ci.system == "jenkins" and ci.pool is None:
         lines.append(
             "  Jenkins agents run as the CI deployer: attach it to the agent VMs, or run the "
@@ -717,6 +725,22 @@ def ci_summary(infra: Infrastructure, project_number: str) -> str:
         for trigger in ci.triggers:
             lines.append(f"  Cloud Build trigger: {trigger.name} ({trigger.filename})")
     return "\n".join(lines)
+
+
+def terraform_notes(infra: Infrastructure) -> list[Step]:
+    """After terraform apply: where the CI settings are, and what Cloud Build still needs."""
+    ci = infra.ci
+    if ci is None:
+        return []
+    lines = [f"CI ({ci.system}) of environment {infra.environment}: the settings CI needs are in"]
+    lines.append("  terraform -chdir=infra/terraform output (ci_workload_identity_providers,")
+    lines.append("  service_account_emails, cloud_build_triggers, cloud_build_connection_action)")
+    if ci.pending:
+        lines.append(f"  {ci.pending}")
+    text = "\n".join(lines)
+    return [
+        LocalStep("show the CI settings", "print where the CI settings are", lambda _: _print(text))
+    ]
 
 
 def plan_gcloud_teardown(infra: Infrastructure) -> list[Step]:

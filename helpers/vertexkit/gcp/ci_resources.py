@@ -81,3 +81,5 @@ class CiResources:
     triggers: tuple[BuildTrigger, ...] = field(default=())
     # Jenkins agents on GKE: their Kubernetes service account, which runs as the deployer.
     agent_member: str | None = None
+    # What Cloud Build still needs before its connection and triggers can be made (a sentence).
+    pending: str = ""

@@ -649,6 +649,7 @@ def plan_terraform(
         CommandStep(
             "terraform apply", _terraform("apply", "-input=false", str(saved)), cwd=cwd, stream=True
         ),
+        *ci_identity.terraform_notes(infra),
     ]
 
 
