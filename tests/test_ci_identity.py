@@ -454,6 +454,12 @@ def test_cloud_build_on_github_waits_for_the_app_and_provisions_the_rest(
     [note] = ci_identity.terraform_notes(infra)
     execute([note], out=io.StringIO())
     assert "github.com/settings/installations/<id>" in capsys.readouterr().out
+    # Nor does a repository not yet named (the default answers) stop the rest.
+    config = configs(tmp_path / "unnamed", "cloud-build")["prod"]
+    assert config.ci.repository is None
+    infra = provision.plan_infrastructure(config)
+    assert infra.ci is not None and infra.ci.connection is None
+    assert "set ci.repository_host and ci.repository" in ci_identity.ci_summary(infra, NUMBER)
 
 
 CLOUD_BUILD = {

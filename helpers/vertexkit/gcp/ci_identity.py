@@ -86,6 +86,11 @@ GITHUB_APP_PENDING = (
     "(docs/ci-identity.md), then run invoke provision again"
 )
 
+REPOSITORY_PENDING = (
+    "Cloud Build connection and triggers not created yet: set ci.repository_host and "
+    "ci.repository (e.g. acme/ml-project) in config/base.yaml, then run invoke provision again"
+)
+
 NUMBER_STEP = "look up the project number"
 NUMBER = placeholder(NUMBER_STEP, "project number")
 
@@ -339,9 +344,11 @@ def plan_ci(config: ProjectConfig) -> CiResources | None:
     if ci.system == "none":
         return None
     if ci.system == "cloud-build":
-        _repository(config)
+        # Everything else can be provisioned before the repository's settings are known: the
+        # connection and triggers follow once they are (the default answers leave them out).
+        if ci.repository_host is None or ci.repository is None:
+            return CiResources(system=ci.system, deployer=deployer, pending=REPOSITORY_PENDING)
         if ci.repository_host == "github" and ci.github_app_installation_id is None:
-            # Everything else can be provisioned: the triggers follow once the app is installed.
             return CiResources(system=ci.system, deployer=deployer, pending=GITHUB_APP_PENDING)
         return CiResources(
             system=ci.system,
