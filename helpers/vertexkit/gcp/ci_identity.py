@@ -8,15 +8,17 @@ From the ``ci`` section of the config (docs/ci-identity.md), :func:`plan_ci` com
   the protected deployment) in an environment that takes release tags only; the deployer account
   trusts the pool's identities of that repository (``roles/iam.workloadIdentityUser`` on the
   account, never on the project);
-* for Jenkins agents on Google Cloud: their own identity may mint the deployer's tokens
-  (``roles/iam.serviceAccountTokenCreator`` on the account);
+* for Jenkins agents on GKE: their Kubernetes service account runs as the deployer
+  (``roles/iam.workloadIdentityUser`` on the account); agents on Compute Engine have the
+  deployer attached and need nothing;
 * for Cloud Build: a 2nd-gen connection to the repository host (tokens read from Secret
   Manager secrets the team creates), the linked repository, and the environment's triggers,
-  which run as the deployer account.
+  which run as the deployer account (until the repository and, on GitHub, the app's
+  installation id are configured, only a note says what is missing).
 
 :mod:`vertexkit.gcp.provision` calls the hooks here (:func:`extend`, :func:`tfvars`,
-:func:`plan_gcloud`, :func:`plan_gcloud_teardown`, :func:`identity_rows`,
-:func:`with_ci_apis`) so that both tools create the same resources.
+:func:`plan_gcloud`, :func:`plan_gcloud_teardown`, :func:`terraform_notes`,
+:func:`identity_rows`, :func:`with_ci_apis`) so that both tools create the same resources.
 
 Sources of the issuers and claims (read 2026-12): GitHub "OpenID Connect reference"
 (token.actions.githubusercontent.com; repository, ref, ref_type); GitLab "OpenID Connect (OIDC)
