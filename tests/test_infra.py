@@ -36,6 +36,8 @@ TEMPLATE_TF = (
 TF_FILES = [
     "README.md",
     "apis.tf",
+    "ci_identity.tf",
+    "cloudbuild.tf",
     "iam.tf",
     "outputs.tf",
     "registry.tf",
@@ -313,6 +315,9 @@ def test_checkov_finds_nothing_and_every_skip_is_needed(
             assert skipped == EXPECTED_SKIPS[kind], f"{name}: {kind} skips {skipped}"
             for check in results["skipped_checks"]:
                 assert len(check["check_result"].get("suppress_comment", "").strip()) > 20, check
+            if kind == "terraform":  # the CI identity's provider is judged too
+                judged = {c["resource"] for c in results["passed_checks"]}
+                assert "google_iam_workload_identity_pool_provider.ci" in judged, judged
         if name not in WITH_TERRAFORM:
             assert not _results(reports, "terraform", name)["passed_checks"]
 
@@ -343,6 +348,13 @@ def test_no_broad_roles_keys_or_public_members_in_the_resources(rendered: dict[s
     # others made on the same project or resource.
     assert not [kind for kind in kinds if kind.endswith(("_iam_binding", "_iam_policy"))]
     iam = {address: block for address, block in resources.items() if "_iam_member." in address}
+    # The CI identities' two bindings name a role of their own (tests/test_ci_identity.py).
+    ci = {
+        "google_service_account_iam_member.ci_workload_identity",
+        "google_secret_manager_secret_iam_member.cloud_build_tokens",
+    }
+    assert set(iam) >= ci
+    iam = {address: block for address, block in iam.items() if address not in ci}
     assert len(iam) == 5
     for address, block in iam.items():
         # Roles and members come from the plan vertexkit computes, never from literals here.

@@ -165,6 +165,9 @@ SPEC_KEYS = {
     "repository_roles": list,
     "service_account_roles": list,
     "secret_roles": list,
+    # The CI system's pool or Cloud Build connection (docs/ci-identity.md): null without CI.
+    "ci_pool": (dict, type(None)),
+    "cloud_build": (dict, type(None)),
 }
 
 

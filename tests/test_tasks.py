@@ -232,6 +232,20 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
         "orchestrator": "vertex",
         "kfp": None,
         "secrets": [],
+        "ci": {
+            "system": "none",
+            "repository_host": None,
+            "repository": None,
+            "gitlab_url": "https://gitlab.com",
+            "release_tags_only": None,
+            "github_app_installation_id": None,
+            "bitbucket_workspace_uuid": None,
+            "bitbucket_repository_uuid": None,
+            "bitbucket_deployment_environment_uuid": None,
+            "jenkins_issuer": None,
+            "jenkins_job_url": None,
+            "jenkins_agent_member": None,
+        },
     }
     # Keys keep the models' order (name first), not alphabetical order.
     assert rest.splitlines()[0] == "name: demo"

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vertexkit.gcp.ci_resources import CiResources
+
 Scope = Literal["project", "bucket", "repository", "service_account", "secret"]
 
 
@@ -75,6 +77,7 @@ class Infrastructure:
     secrets: tuple[Secret, ...]
     bindings: tuple[Binding, ...]
     state_bucket: str = field(default="")
+    ci: CiResources | None = None  # the CI system's pool or Cloud Build triggers
 
     def bindings_on(self, scope: Scope) -> tuple[Binding, ...]:
         return tuple(b for b in self.bindings if b.scope == scope)

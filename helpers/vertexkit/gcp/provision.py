@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vertexkit.gcp import ci_identity
 from vertexkit.gcp.infrastructure import (
     Binding,
     Bucket,
@@ -59,7 +60,8 @@ IAM_RETRY_DELAYS = (2.0, 5.0, 10.0, 20.0)
 
 def required_apis(config: ProjectConfig) -> tuple[str, ...]:
     """The APIs of ``config``'s environment: :data:`APIS`, plus Secret Manager with secrets."""
-    return (*APIS, SECRET_API) if config.secrets else APIS
+    apis = (*APIS, SECRET_API) if config.secrets else APIS
+    return ci_identity.with_ci_apis(apis, config)
 
 
 def _account(email: str, display_name: str, description: str, why: str) -> ServiceAccount:
@@ -192,7 +194,7 @@ def plan_infrastructure(config: ProjectConfig) -> Infrastructure:
         )
         for secret in secrets
     ]
-    return Infrastructure(
+    infra = Infrastructure(
         environment=config.environment,
         project_id=project,
         region=region,
@@ -209,6 +211,7 @@ def plan_infrastructure(config: ProjectConfig) -> Infrastructure:
         bindings=tuple(bindings),
         state_bucket=names.state_bucket,
     )
+    return ci_identity.extend(infra, config)
 
 
 def tfvars(infra: Infrastructure) -> dict[str, Any]:
@@ -247,6 +250,7 @@ def tfvars(infra: Infrastructure) -> dict[str, Any]:
         "repository_roles": roles("repository", "repository"),
         "service_account_roles": roles("service_account", "service_account"),
         "secret_roles": roles("secret", "secret"),
+        **ci_identity.tfvars(infra),
     }
 
 
@@ -297,6 +301,7 @@ def identities_table(infra: Infrastructure) -> str:
             if b.member == account.member:
                 where = b.scope.replace("_", " ")
                 rows.append(f"| | `{b.role}` | {where} `{b.resource}` | {b.why} |")
+    rows += ci_identity.identity_rows(infra)
     return "\n".join(rows)
 
 
@@ -430,7 +435,7 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path) -> list[Step]:
                 retry_delays=IAM_RETRY_DELAYS,
             )
         )
-    return steps
+    return steps + ci_identity.plan_gcloud(infra)
 
 
 def plan_gcloud_teardown(
@@ -443,6 +448,7 @@ def plan_gcloud_teardown(
     """
     project, location = f"--project={infra.project_id}", f"--location={infra.region}"
     steps: list[Step] = [confirmation("delete these resources?", yes, what="deprovision")]
+    steps += ci_identity.plan_gcloud_teardown(infra)
     for b in reversed(infra.bindings_on("project")):
         email = b.member.split(":", 1)[1]
         steps.append(
@@ -643,6 +649,7 @@ def plan_terraform(
         CommandStep(
             "terraform apply", _terraform("apply", "-input=false", str(saved)), cwd=cwd, stream=True
         ),
+        *ci_identity.terraform_notes(infra),
     ]
 
 

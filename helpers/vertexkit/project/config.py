@@ -223,6 +223,17 @@ CI_REPOSITORY_HOSTS = {
 }
 
 
+UUID_PATTERN = (
+    r"^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$"
+)
+HTTPS_URL_PATTERN = r"^https://[A-Za-z0-9.-]+(?::[0-9]+)?(?:/[^\s?#]*)?$"
+
+
+def _bare_uuid(value: str | None) -> str | None:
+    """A Bitbucket UUID without its braces, lowercase (None stays None)."""
+    return None if value is None else value.strip("{}").lower()
+
+
 class CiConfig(_Strict):
     """The CI system and the source repository it builds."""
 
@@ -241,6 +252,61 @@ class CiConfig(_Strict):
     gitlab_url: str = Field(
         default="https://gitlab.com",
         description="The GitLab instance (self-managed GitLab: its https URL).",
+    )
+    # Further settings that provisioning needs (docs/ci-identity.md) and cannot derive.
+    release_tags_only: bool | None = Field(
+        default=None,
+        description="Admit only release tags (vX.Y.Z) of the repository to deploy to this "
+        "environment, the target of promotions; default: false in dev, true in every other "
+        "environment.",
+    )
+    github_app_installation_id: int | None = Field(
+        default=None,
+        ge=1,
+        description="Cloud Build with GitHub: the installation id of the Cloud Build GitHub App "
+        "(the number at the end of the app's Configure page URL, "
+        "https://github.com/settings/installations/<id>).",
+    )
+    bitbucket_workspace_uuid: str | None = Field(
+        default=None,
+        pattern=UUID_PATTERN,
+        description="Bitbucket Pipelines: the workspace UUID, the end of the OIDC Audience "
+        "(Repository settings > Pipelines > OpenID Connect).",
+    )
+    bitbucket_repository_uuid: str | None = Field(
+        default=None,
+        pattern=UUID_PATTERN,
+        description="Bitbucket Pipelines: the repository UUID (Repository settings > Pipelines > "
+        "OpenID Connect), the only repository claim in Bitbucket's tokens.",
+    )
+    bitbucket_deployment_environment_uuid: str | None = Field(
+        default=None,
+        pattern=UUID_PATTERN,
+        description="Bitbucket Pipelines, environments taking release tags only: the UUID of "
+        "this environment's Bitbucket deployment environment (Repository settings > Pipelines > "
+        "OpenID Connect > Deployment environments).",
+    )
+    jenkins_issuer: str | None = Field(
+        default=None,
+        pattern=HTTPS_URL_PATTERN,
+        description="Jenkins with the OpenID Connect Provider plugin: the issuer URI of the id "
+        "token credential (e.g. https://jenkins.example.com/oidc).",
+    )
+    jenkins_job_url: str | None = Field(
+        default=None,
+        pattern=HTTPS_URL_PATTERN,
+        description="Jenkins with the OpenID Connect Provider plugin: the URL of the job (the "
+        "multibranch project) that builds this repository, the tokens' sub claim prefix (e.g. "
+        "https://jenkins.example.com/job/acme-ml/).",
+    )
+    jenkins_agent_member: str | None = Field(
+        default=None,
+        pattern=r"^(serviceAccount:[a-z][a-z0-9-]{4,28}[a-z0-9]\.svc\.id\.goog\[[^\]\s/]+/[^\]\s/]+\]"
+        r"|principal://iam\.googleapis\.com/\S+/subject/ns/[^\s/]+/sa/[^\s/]+)$",
+        description="Jenkins agents on GKE: their Kubernetes service account "
+        "(serviceAccount:<project>.svc.id.goog[<namespace>/<name>], or its principal:// "
+        "identifier), which then runs as the CI deployer through Workload Identity Federation "
+        "for GKE. Agents on Compute Engine need no setting: attach the CI deployer to their VMs.",
     )
 
     @field_validator("repository_host")
@@ -270,6 +336,20 @@ class CiConfig(_Strict):
         if problem := naming.gitlab_url_problem(value):
             raise ValueError(problem)
         return value
+
+    @field_validator(
+        "bitbucket_workspace_uuid",
+        "bitbucket_repository_uuid",
+        "bitbucket_deployment_environment_uuid",
+    )
+    @classmethod
+    def _uuid(cls, value: str | None) -> str | None:
+        return _bare_uuid(value)
+
+    @field_validator("jenkins_job_url")
+    @classmethod
+    def _job_url(cls, value: str | None) -> str | None:
+        return value if value is None or value.endswith("/") else value + "/"
 
 
 class ProjectConfig(_Strict):

@@ -225,3 +225,77 @@ variable "force_destroy" {
   default     = false
   nullable    = false
 }
+
+variable "ci_pool" {
+  description = "Workload Identity Federation pool of the external CI system (docs/ci-identity.md): its OIDC providers, and the CI deployer account their identities act as; null without one."
+  type = object({
+    id              = string
+    display_name    = string
+    description     = string
+    service_account = string
+    providers = map(object({
+      display_name        = string
+      issuer_uri          = string
+      attribute_mapping   = map(string)
+      attribute_condition = string
+      allowed_audiences   = list(string)
+      principal           = string
+    }))
+  })
+  default = null
+
+  validation {
+    condition     = var.ci_pool == null || alltrue([for provider in values(try(var.ci_pool.providers, {})) : length(trimspace(provider.attribute_condition)) > 0])
+    error_message = "Every CI provider has an attribute_condition: without one, any token of the issuer (any repository) could act as the CI deployer."
+  }
+
+  validation {
+    condition     = var.ci_pool == null || alltrue([for provider in values(try(var.ci_pool.providers, {})) : startswith(provider.issuer_uri, "https://")])
+    error_message = "A CI provider's issuer_uri is an https URL."
+  }
+
+  validation {
+    condition     = var.ci_pool == null || can(regex("^[a-z0-9-]{4,32}$", try(var.ci_pool.id, "")))
+    error_message = "The pool id is 4 to 32 lowercase letters, digits and hyphens."
+  }
+}
+
+variable "cloud_build" {
+  description = "Cloud Build as the CI system (docs/ci-identity.md): the 2nd-gen connection (host, Secret Manager secrets of its tokens by use), the linked repository and the triggers, which run as service_account; null without Cloud Build."
+  type = object({
+    connection          = string
+    host                = string
+    host_uri            = string
+    app_installation_id = number
+    workspace           = string
+    secrets             = map(string)
+    repository          = string
+    remote_uri          = string
+    service_account     = string
+    triggers = map(object({
+      description         = string
+      filename            = string
+      approval_required   = bool
+      included_files      = list(string)
+      pull_request_branch = string
+      push_branch         = string
+      push_tag            = string
+    }))
+  })
+  default = null
+
+  validation {
+    condition     = var.cloud_build == null || contains(["github", "gitlab", "bitbucket"], try(var.cloud_build.host, ""))
+    error_message = "The Cloud Build connection's host is github, gitlab or bitbucket."
+  }
+
+  validation {
+    condition     = var.cloud_build == null || alltrue([for trigger in values(try(var.cloud_build.triggers, {})) : trigger.push_tag == null || trigger.approval_required])
+    error_message = "A trigger on release tags requires approval: promotions wait for a Cloud Build approver."
+  }
+
+  validation {
+    condition     = var.cloud_build == null || alltrue([for trigger in values(try(var.cloud_build.triggers, {})) : length([for event in [trigger.pull_request_branch, trigger.push_branch, trigger.push_tag] : event if event != null]) == 1])
+    error_message = "A trigger has exactly one of pull_request_branch, push_branch and push_tag."
+  }
+}

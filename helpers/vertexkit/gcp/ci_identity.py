@@ -1,0 +1,839 @@
+"""Keyless CI: what an environment needs so that its CI system deploys as the CI deployer account.
+
+From the ``ci`` section of the config (docs/ci-identity.md), :func:`plan_ci` computes, as data:
+
+* for GitHub Actions, GitLab CI, Bitbucket Pipelines and Jenkins (OpenID Connect Provider
+  plugin): a Workload Identity Federation pool (``<naming_prefix>-ci``) with one OIDC provider
+  whose ``attribute_condition`` admits only this repository's tokens, and only release tags (or
+  the protected deployment) in an environment that takes release tags only; the deployer account
+  trusts the pool's identities of that repository (``roles/iam.workloadIdentityUser`` on the
+  account, never on the project);
+* for Jenkins agents on GKE: their Kubernetes service account runs as the deployer
+  (``roles/iam.workloadIdentityUser`` on the account); agents on Compute Engine have the
+  deployer attached and need nothing;
+* for Cloud Build: a 2nd-gen connection to the repository host (tokens read from Secret
+  Manager secrets the team creates), the linked repository, and the environment's triggers,
+  which run as the deployer account (until the repository and, on GitHub, the app's
+  installation id are configured, only a note says what is missing).
+
+:mod:`vertexkit.gcp.provision` calls the hooks here (:func:`extend`, :func:`tfvars`,
+:func:`plan_gcloud`, :func:`plan_gcloud_teardown`, :func:`terraform_notes`,
+:func:`identity_rows`, :func:`with_ci_apis`) so that both tools create the same resources.
+
+Sources of the issuers and claims (read 2026-12): GitHub "OpenID Connect reference"
+(token.actions.githubusercontent.com; repository, ref, ref_type); GitLab "OpenID Connect (OIDC)
+Authentication Using ID Tokens" (issuer = the instance URL; project_path, ref_type,
+ref_protected); Atlassian "Integrate Pipelines with resource servers using OIDC" (per-workspace
+issuer, audience ari:cloud:bitbucket::workspace/<uuid>; repositoryUuid,
+deploymentEnvironmentUuid); Jenkins OpenID Connect Provider plugin README (issuer
+<jenkins>/oidc, sub = the job URL); the google provider's google_iam_workload_identity_pool_provider
+and cloudbuildv2_connection pages (v7.45.0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from vertexkit.gcp.ci_resources import (
+    BuildConnection,
+    BuildTrigger,
+    CiResources,
+    IdentityPool,
+    OidcProvider,
+)
+from vertexkit.gcp.infrastructure import Binding, Infrastructure
+from vertexkit.project.config import ConfigError, ProjectConfig
+from vertexkit.steps import CommandStep, LocalStep, Responses, Step, placeholder
+
+WIF_SYSTEMS = ("github-actions", "gitlab-ci", "bitbucket-pipelines", "jenkins")
+WIF_APIS = ("iamcredentials.googleapis.com", "sts.googleapis.com")
+SECRET_API = "secretmanager.googleapis.com"
+
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+BITBUCKET_ISSUER = (
+    "https://api.bitbucket.org/2.0/workspaces/{workspace}/pipelines-config/identity/oidc"
+)
+BITBUCKET_AUDIENCE = "ari:cloud:bitbucket::workspace/{uuid}"
+REMOTE_URIS = {
+    "github": "https://github.com/{repository}.git",
+    "bitbucket": "https://bitbucket.org/{repository}.git",
+}
+
+MAIN_BRANCH = "main"
+RELEASE_TAG = r"^v[0-9]+\.[0-9]+\.[0-9]+$"
+# The build config of each trigger, in the repository (the template's cloudbuild/ files): the
+# promotion to each environment taking release tags has a file of its own.
+BUILD_CONFIGS = {
+    "pull-request": "cloudbuild/pull-request.yaml",
+    "main": "cloudbuild/main.yaml",
+    "infra-plan": "cloudbuild/infra-plan.yaml",
+    "promote": "cloudbuild/promote-{env}.yaml",
+}
+# The files whose change runs the infra-plan trigger (provisioning.tool terraform).
+INFRA_FILES = ("infra/**", "config/**")
+# Pull requests of people outside the repository build only after a collaborator's /gcbrun.
+COMMENT_CONTROL = "COMMENTS_ENABLED_FOR_EXTERNAL_CONTRIBUTORS_ONLY"
+
+WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
+SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
+CLOUD_BUILD_AGENT = "service-{number}@gcp-sa-cloudbuild.iam.gserviceaccount.com"
+
+GITHUB_APP_PENDING = (
+    "Cloud Build connection and triggers not created yet: install the Cloud Build GitHub App on "
+    "the repository (https://github.com/apps/google-cloud-build), set "
+    "ci.github_app_installation_id in config/base.yaml to the number at the end of its "
+    "Configure page URL "
+    "(https://github.com/settings/installations/<id>), store the GitHub token in Secret Manager "
+    "(docs/ci-identity.md), then run invoke provision again"
+)
+
+REPOSITORY_PENDING = (
+    "Cloud Build connection and triggers not created yet: set ci.repository_host and "
+    "ci.repository (e.g. acme/ml-project) in config/base.yaml, then run invoke provision again"
+)
+
+NUMBER_STEP = "look up the project number"
+NUMBER = placeholder(NUMBER_STEP, "project number")
+
+
+# --- the plan -----------------------------------------------------------------------------
+
+
+def release_tags_only(config: ProjectConfig) -> bool:
+    """Whether only release tags deploy to ``config``'s environment (the promotion targets)."""
+    configured = config.ci.release_tags_only
+    return configured if configured is not None else config.environment != "dev"
+
+
+def _missing(config: ProjectConfig, field: str, why: str) -> ConfigError:
+    return ConfigError(f"{config.source_of('ci', field)}: ci.{field} is not set: {why}")
+
+
+def _repository(config: ProjectConfig) -> str:
+    ci = config.ci
+    if ci.repository_host is None:
+        raise _missing(
+            config,
+            "repository_host",
+            f"ci.system {ci.system} needs the repository's host: github, gitlab or bitbucket",
+        )
+    if ci.repository is None:
+        raise _missing(
+            config,
+            "repository",
+            f"ci.system {ci.system} admits only this repository: set its path, e.g. "
+            "acme/ml-project (owner/name; a group path on GitLab)",
+        )
+    return ci.repository
+
+
+def _quoted(value: str) -> str:
+    """A CEL string literal (single quotes; the values come from validated config)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _github(config: ProjectConfig, release: bool) -> OidcProvider:
+    repository = _repository(config)
+    condition = f"assertion.repository == {_quoted(repository)}"
+    if release:
+        condition += " && assertion.ref_type == 'tag' && assertion.ref.startsWith('refs/tags/v')"
+    return OidcProvider(
+        id="github",
+        display_name="GitHub Actions",
+        issuer_uri=GITHUB_ISSUER,
+        attribute_mapping={
+            "google.subject": "assertion.sub",
+            "attribute.repository": "assertion.repository",
+            "attribute.ref": "assertion.ref",
+        },
+        attribute_condition=condition,
+        allowed_audiences=(),  # google-github-actions/auth asks for the provider's own name
+        principal=f"attribute.repository/{repository}",
+        why=f"GitHub Actions workflows of {repository}"
+        + (" run for release tags v*" if release else ""),
+    )
+
+
+def _gitlab(config: ProjectConfig, release: bool) -> OidcProvider:
+    repository = _repository(config)
+    condition = f"assertion.project_path == {_quoted(repository)}"
+    if release:
+        condition += (
+            " && assertion.ref_type == 'tag' && assertion.ref_protected == 'true'"
+            " && assertion.ref.startsWith('v')"
+        )
+    return OidcProvider(
+        id="gitlab",
+        display_name="GitLab CI",
+        issuer_uri=config.ci.gitlab_url.rstrip("/"),  # GitLab's iss has no slash
+        attribute_mapping={
+            "google.subject": "assertion.sub",
+            "attribute.repository": "assertion.project_path",
+            "attribute.ref": "assertion.ref",
+        },
+        attribute_condition=condition,
+        allowed_audiences=(),  # id_tokens aud: https://iam.googleapis.com/<provider name>
+        principal=f"attribute.repository/{repository}",
+        why=f"GitLab CI jobs of {repository}" + (" for protected tags v*" if release else ""),
+    )
+
+
+def _bitbucket(config: ProjectConfig, release: bool) -> OidcProvider:
+    ci, repository = config.ci, _repository(config)
+    where = "Repository settings > Pipelines > OpenID Connect"
+    if ci.bitbucket_workspace_uuid is None:
+        raise _missing(
+            config,
+            "bitbucket_workspace_uuid",
+            "Bitbucket's tokens name their workspace in the audience "
+            f"ari:cloud:bitbucket::workspace/<uuid>: copy that UUID from {where}",
+        )
+    if ci.bitbucket_repository_uuid is None:
+        raise _missing(
+            config,
+            "bitbucket_repository_uuid",
+            f"Bitbucket's tokens name the repository only by its UUID: copy it from {where}",
+        )
+    condition = f"assertion.repositoryUuid == {_quoted('{' + ci.bitbucket_repository_uuid + '}')}"
+    if release:
+        if ci.bitbucket_deployment_environment_uuid is None:
+            raise ConfigError(
+                f"config/{config.environment}.yaml: ci.bitbucket_deployment_environment_uuid is "
+                f"not set: environment {config.environment} takes release tags only, which on "
+                "Bitbucket means only steps of its deployment environment: copy that "
+                f"environment's UUID from {where} (Deployment environments) into "
+                f"config/{config.environment}.yaml"
+            )
+        uuid = "{" + ci.bitbucket_deployment_environment_uuid + "}"
+        condition += f" && assertion.deploymentEnvironmentUuid == {_quoted(uuid)}"
+    workspace = repository.split("/", 1)[0]
+    return OidcProvider(
+        id="bitbucket",
+        display_name="Bitbucket Pipelines",
+        issuer_uri=BITBUCKET_ISSUER.format(workspace=workspace),
+        attribute_mapping={
+            "google.subject": "assertion.sub",
+            "attribute.repository": "assertion.repositoryUuid",
+            "attribute.workspace": "assertion.workspaceUuid",
+        },
+        attribute_condition=condition,
+        allowed_audiences=(BITBUCKET_AUDIENCE.format(uuid=ci.bitbucket_workspace_uuid),),
+        # The tokens name the repository by a braced UUID: the condition pins it, and the
+        # deployer trusts the pool, whose one provider admits nothing else.
+        principal="*",
+        why=f"Bitbucket Pipelines steps of {repository}"
+        + (f" in deployment environment {config.environment}" if release else ""),
+    )
+
+
+def _jenkins(config: ProjectConfig, release: bool) -> OidcProvider | None:
+    ci = config.ci
+    if ci.jenkins_issuer is None and ci.jenkins_job_url is None:
+        return None  # agents on Google Cloud run as the deployer: no pool (docs/ci-identity.md)
+    if ci.jenkins_issuer is None or ci.jenkins_job_url is None:
+        field = "jenkins_issuer" if ci.jenkins_issuer is None else "jenkins_job_url"
+        raise _missing(
+            config,
+            field,
+            "the OpenID Connect Provider plugin needs both ci.jenkins_issuer (the credential's "
+            "issuer URI, e.g. https://jenkins.example.com/oidc) and ci.jenkins_job_url (the job "
+            "that builds this repository, e.g. https://jenkins.example.com/job/acme-ml/)",
+        )
+    # The token's sub is the URL of the build's job: a branch or tag job of the project.
+    prefix = ci.jenkins_job_url + ("job/v" if release else "")
+    return OidcProvider(
+        id="jenkins",
+        display_name="Jenkins",
+        issuer_uri=ci.jenkins_issuer,
+        attribute_mapping={"google.subject": "assertion.sub"},
+        attribute_condition=f"assertion.sub.startsWith({_quoted(prefix)})",
+        allowed_audiences=(),  # the credential's audience: https://iam.googleapis.com/<provider>
+        principal="*",  # Jenkins' tokens name no repository: the condition pins the job
+        why=f"Jenkins builds of {ci.jenkins_job_url}" + (" for tags v*" if release else ""),
+    )
+
+
+def _connection(config: ProjectConfig) -> BuildConnection:
+    ci, prefix = config.ci, config.naming_prefix
+    repository = _repository(config)
+    host = ci.repository_host
+    assert host is not None  # checked by _repository
+    name = f"{prefix}-{host}"
+    slug = repository.rsplit("/", 1)[-1]
+    if host == "github":
+        assert ci.github_app_installation_id is not None  # checked by plan_ci
+        return BuildConnection(
+            name=name,
+            host=host,
+            repository=slug,
+            remote_uri=REMOTE_URIS["github"].format(repository=repository),
+            secrets={"authorizer": f"{prefix}-cloudbuild-github-token"},
+            app_installation_id=ci.github_app_installation_id,
+        )
+    secrets = {
+        "authorizer": f"{prefix}-cloudbuild-{host}-api-token",
+        "read_authorizer": f"{prefix}-cloudbuild-{host}-read-token",
+        "webhook": f"{prefix}-cloudbuild-{host}-webhook-secret",
+    }
+    if host == "gitlab":
+        return BuildConnection(
+            name=name,
+            host=host,
+            repository=slug,
+            remote_uri=f"{ci.gitlab_url.rstrip('/')}/{repository}.git",
+            secrets=secrets,
+            host_uri=ci.gitlab_url.rstrip("/"),
+        )
+    return BuildConnection(
+        name=name,
+        host=host,
+        repository=slug,
+        remote_uri=REMOTE_URIS["bitbucket"].format(repository=repository),
+        secrets=secrets,
+        workspace=repository.split("/", 1)[0],
+    )
+
+
+def _triggers(config: ProjectConfig) -> tuple[BuildTrigger, ...]:
+    env, prefix = config.environment, config.naming_prefix
+    if release_tags_only(config):
+        return (
+            BuildTrigger(
+                name=f"{prefix}-{env}-release",
+                description=f"Release tags vX.Y.Z: promote to {env}, once approved",
+                filename=BUILD_CONFIGS["promote"].format(env=env),
+                approval_required=True,
+                push_tag=RELEASE_TAG,
+            ),
+        )
+    main = f"^{MAIN_BRANCH}$"
+    triggers = [
+        BuildTrigger(
+            name=f"{prefix}-{env}-pull-request",
+            description=f"Pull requests to {MAIN_BRANCH}: checks, tests, a local run",
+            filename=BUILD_CONFIGS["pull-request"],
+            approval_required=False,
+            pull_request_branch=main,
+        ),
+        BuildTrigger(
+            name=f"{prefix}-{env}-main",
+            description=f"Pushes to {MAIN_BRANCH}: build, publish and run in {env}",
+            filename=BUILD_CONFIGS["main"],
+            approval_required=False,
+            push_branch=main,
+        ),
+    ]
+    if config.provisioning.tool == "terraform":
+        triggers.append(
+            BuildTrigger(
+                name=f"{prefix}-{env}-infra-plan",
+                description=f"Pull requests changing infra/ or config/: what provisioning {env} "
+                "would run",
+                filename=BUILD_CONFIGS["infra-plan"],
+                approval_required=False,
+                pull_request_branch=main,
+                included_files=INFRA_FILES,
+            )
+        )
+    return tuple(triggers)
+
+
+def plan_ci(config: ProjectConfig) -> CiResources | None:
+    """The CI resources of ``config``'s environment (None with ci.system none); a ConfigError
+    names a setting provisioning needs and cannot derive."""
+    ci, deployer = config.ci, config.names.deployer_service_account
+    if ci.system == "none":
+        return None
+    if ci.system == "cloud-build":
+        # Everything else can be provisioned before the repository's settings are known: the
+        # connection and triggers follow once they are (the default answers leave them out).
+        if ci.repository_host is None or ci.repository is None:
+            return CiResources(system=ci.system, deployer=deployer, pending=REPOSITORY_PENDING)
+        if ci.repository_host == "github" and ci.github_app_installation_id is None:
+            return CiResources(system=ci.system, deployer=deployer, pending=GITHUB_APP_PENDING)
+        return CiResources(
+            system=ci.system,
+            deployer=deployer,
+            connection=_connection(config),
+            triggers=_triggers(config),
+        )
+    release = release_tags_only(config)
+    planners = {"github-actions": _github, "gitlab-ci": _gitlab, "bitbucket-pipelines": _bitbucket}
+    provider = (
+        _jenkins(config, release)
+        if ci.system == "jenkins"
+        else planners[ci.system](config, release)
+    )
+    pool = None
+    if provider is not None:
+        pool_id = f"{config.naming_prefix}-ci"
+        if pool_id.startswith("gcp-"):  # Google reserves the prefix for its own pools
+            raise ConfigError(
+                f"{config.source_of('naming_prefix')}: naming_prefix: workload identity pool "
+                f"{pool_id!r} would start with 'gcp-', which Google reserves: choose a naming "
+                "prefix that does not start with gcp-"
+            )
+        pool = IdentityPool(
+            id=pool_id,
+            display_name=f"{config.naming_prefix} CI"[:32],
+            description=f"{provider.display_name} deploys {config.environment} as the CI deployer",
+            providers=(provider,),
+        )
+    agent = ci.jenkins_agent_member if ci.system == "jenkins" else None
+    return CiResources(system=ci.system, deployer=deployer, pool=pool, agent_member=agent)
+
+
+def with_ci_apis(apis: tuple[str, ...], config: ProjectConfig) -> tuple[str, ...]:
+    """``apis`` and those the CI system needs: STS and IAM credentials for federation, Secret
+    Manager for Cloud Build's tokens."""
+    system = config.ci.system
+    extra: tuple[str, ...] = ()
+    if system in WIF_SYSTEMS:
+        extra = WIF_APIS
+    elif system == "cloud-build":
+        extra = (SECRET_API,)
+    return (*apis, *(api for api in extra if api not in apis))
+
+
+def extend(infra: Infrastructure, config: ProjectConfig) -> Infrastructure:
+    """``infra`` with the CI resources of ``config`` and the bindings they need."""
+    ci = plan_ci(config)
+    if ci is None:
+        return infra
+    deployer = f"serviceAccount:{ci.deployer}"
+    bindings = list(infra.bindings)
+    if ci.connection is not None:
+        bindings.append(
+            Binding(
+                "project",
+                infra.project_id,
+                "roles/logging.logWriter",
+                deployer,
+                "Cloud Build triggers run builds as it: write their logs",
+            )
+        )
+    if ci.agent_member is not None:
+        bindings.append(
+            Binding(
+                "service_account",
+                ci.deployer,
+                WORKLOAD_IDENTITY_USER,
+                ci.agent_member,
+                "Jenkins agents on GKE run as the CI deployer (Workload Identity for GKE)",
+            )
+        )
+    return dataclasses.replace(infra, ci=ci, bindings=tuple(bindings))
+
+
+def pool_name(project_number: str, pool: IdentityPool) -> str:
+    return f"projects/{project_number}/locations/global/workloadIdentityPools/{pool.id}"
+
+
+def member(project_number: str, pool: IdentityPool, provider: OidcProvider) -> str:
+    """The principalSet the deployer account trusts: the provider's identities."""
+    return (
+        f"principalSet://iam.googleapis.com/{pool_name(project_number, pool)}/{provider.principal}"
+    )
+
+
+def service_agent(project_number: str) -> str:
+    return f"serviceAccount:{CLOUD_BUILD_AGENT.format(number=project_number)}"
+
+
+# --- Terraform ----------------------------------------------------------------------------
+
+
+def tfvars(infra: Infrastructure) -> dict[str, Any]:
+    """The CI variables of infra/terraform (ci_pool, cloud_build); null when unused."""
+    ci = infra.ci
+    pool = ci.pool if ci else None
+    connection = ci.connection if ci else None
+    return {
+        "ci_pool": None
+        if ci is None or pool is None
+        else {
+            "id": pool.id,
+            "display_name": pool.display_name,
+            "description": pool.description,
+            "service_account": ci.deployer,
+            "providers": {
+                p.id: {
+                    "display_name": p.display_name,
+                    "issuer_uri": p.issuer_uri,
+                    "attribute_mapping": dict(p.attribute_mapping),
+                    "attribute_condition": p.attribute_condition,
+                    "allowed_audiences": list(p.allowed_audiences),
+                    "principal": p.principal,
+                }
+                for p in pool.providers
+            },
+        },
+        "cloud_build": None
+        if ci is None or connection is None
+        else {
+            "connection": connection.name,
+            "host": connection.host,
+            "host_uri": connection.host_uri,
+            "app_installation_id": connection.app_installation_id,
+            "workspace": connection.workspace,
+            "secrets": dict(connection.secrets),
+            "repository": connection.repository,
+            "remote_uri": connection.remote_uri,
+            "service_account": ci.deployer,
+            "triggers": {
+                t.name: {
+                    "description": t.description,
+                    "filename": t.filename,
+                    "approval_required": t.approval_required,
+                    "included_files": list(t.included_files),
+                    "pull_request_branch": t.pull_request_branch,
+                    "push_branch": t.push_branch,
+                    "push_tag": t.push_tag,
+                }
+                for t in ci.triggers
+            },
+        },
+    }
+
+
+# --- gcloud -------------------------------------------------------------------------------
+
+
+def _gcloud(*args: str) -> tuple[str, ...]:
+    return ("gcloud", *args)
+
+
+def _with_number(step: CommandStep, responses: Responses) -> CommandStep:
+    number = str(responses[NUMBER_STEP]).strip()
+    return dataclasses.replace(step, command=tuple(a.replace(NUMBER, number) for a in step.command))
+
+
+def _number_step(project: str) -> CommandStep:
+    return CommandStep(
+        NUMBER_STEP,
+        _gcloud("projects", "describe", project, "--format=value(projectNumber)"),
+        extract=str.strip,
+    )
+
+
+def _provider_flags(provider: OidcProvider) -> tuple[str, ...]:
+    mapping = ",".join(f"{k}={v}" for k, v in provider.attribute_mapping.items())
+    flags = [
+        f"--display-name={provider.display_name}",
+        f"--issuer-uri={provider.issuer_uri}",
+        f"--attribute-mapping={mapping}",
+        f"--attribute-condition={provider.attribute_condition}",
+    ]
+    if provider.allowed_audiences:
+        flags.append(f"--allowed-audiences={','.join(provider.allowed_audiences)}")
+    return tuple(flags)
+
+
+def _connection_command(connection: BuildConnection, project: str, region: str) -> tuple[str, ...]:
+    def version(use: str) -> str:
+        return f"projects/{project}/secrets/{connection.secrets[use]}/versions/latest"
+
+    base = ("builds", "connections", "create")
+    where = (connection.name, f"--region={region}", f"--project={project}")
+    if connection.host == "github":
+        return _gcloud(
+            *base, "github", *where,
+            f"--authorizer-token-secret-version={version('authorizer')}",
+            f"--app-installation-id={connection.app_installation_id}",
+        )  # fmt: skip
+    tokens = (
+        f"--authorizer-token-secret-version={version('authorizer')}",
+        f"--read-authorizer-token-secret-version={version('read_authorizer')}",
+        f"--webhook-secret-secret-version={version('webhook')}",
+    )
+    if connection.host == "gitlab":
+        return _gcloud(*base, "gitlab", *where, *tokens, f"--host-uri={connection.host_uri}")
+    return _gcloud(*base, "bitbucket-cloud", *where, *tokens, f"--workspace={connection.workspace}")
+
+
+def _trigger_command(
+    trigger: BuildTrigger, connection: BuildConnection, deployer: str, project: str, region: str
+) -> tuple[str, ...]:
+    repository = (
+        f"projects/{project}/locations/{region}/connections/{connection.name}/repositories/"
+        f"{connection.repository}"
+    )
+    kind = {"github": "github", "gitlab": "gitlab", "bitbucket": "bitbucket-cloud"}
+    if trigger.pull_request_branch is not None:
+        event = (
+            f"--pull-request-pattern={trigger.pull_request_branch}",
+            f"--comment-control={COMMENT_CONTROL}",
+        )
+    elif trigger.push_branch is not None:
+        event = (f"--branch-pattern={trigger.push_branch}",)
+    else:
+        event = (f"--tag-pattern={trigger.push_tag}",)
+    files = (
+        (f"--included-files={','.join(trigger.included_files)}",) if trigger.included_files else ()
+    )
+    return _gcloud(
+        "builds", "triggers", "create", kind[connection.host],
+        f"--name={trigger.name}", f"--region={region}", f"--project={project}",
+        f"--repository={repository}", *event,
+        f"--build-config={trigger.filename}",
+        f"--service-account=projects/{project}/serviceAccounts/{deployer}",
+        f"--description={trigger.description}",
+        *files,
+        "--require-approval" if trigger.approval_required else "--no-require-approval",
+    )  # fmt: skip
+
+
+def plan_gcloud(infra: Infrastructure) -> list[Step]:
+    """The gcloud commands that make ``infra.ci`` (after the accounts exist); each create runs
+    only when its describe fails; a provider's settings are updated on every run."""
+    ci = infra.ci
+    if ci is None:
+        return []
+    project, region = infra.project_id, infra.region
+    in_project = f"--project={project}"
+    steps: list[Step] = []
+    if ci.pool is not None or ci.connection is not None:
+        steps.append(_number_step(project))
+    if ci.pool is not None:
+        pool = ci.pool
+        at = ("--location=global", in_project)
+        steps.append(
+            CommandStep(
+                f"create workload identity pool {pool.id}",
+                _gcloud(
+                    "iam",
+                    "workload-identity-pools",
+                    "create",
+                    pool.id,
+                    *at,
+                    f"--display-name={pool.display_name}",
+                    f"--description={pool.description}",
+                ),
+                unless=_gcloud("iam", "workload-identity-pools", "describe", pool.id, *at),
+            )
+        )
+        for provider in pool.providers:
+            group = ("iam", "workload-identity-pools", "providers")
+            where = (provider.id, f"--workload-identity-pool={pool.id}", *at)
+            steps.append(
+                CommandStep(
+                    f"create OIDC provider {provider.id} ({provider.issuer_uri})",
+                    _gcloud(*group, "create-oidc", *where, *_provider_flags(provider)),
+                    unless=_gcloud(*group, "describe", *where),
+                )
+            )
+            steps.append(
+                CommandStep(
+                    f"set issuer, mapping and condition of provider {provider.id}",
+                    _gcloud(*group, "update-oidc", *where, *_provider_flags(provider)),
+                )
+            )
+            steps.append(
+                CommandStep(
+                    f"let {provider.display_name} act as {ci.deployer}",
+                    _gcloud(
+                        "iam",
+                        "service-accounts",
+                        "add-iam-policy-binding",
+                        ci.deployer,
+                        in_project,
+                        f"--member={member(NUMBER, pool, provider)}",
+                        f"--role={WORKLOAD_IDENTITY_USER}",
+                    ),
+                    retry_delays=(2.0, 5.0, 10.0, 20.0),
+                    resolve=_with_number,
+                )
+            )
+    if ci.connection is not None:
+        connection = ci.connection
+        for secret in connection.secrets.values():
+            steps.append(
+                CommandStep(
+                    f"let the Cloud Build service agent read secret {secret}",
+                    _gcloud(
+                        "secrets",
+                        "add-iam-policy-binding",
+                        secret,
+                        in_project,
+                        f"--member={service_agent(NUMBER)}",
+                        f"--role={SECRET_ACCESSOR}",
+                    ),
+                    retry_delays=(2.0, 5.0, 10.0, 20.0),
+                    resolve=_with_number,
+                )
+            )
+        at = (f"--region={region}", in_project)
+        steps.append(
+            CommandStep(
+                f"create Cloud Build connection {connection.name} ({connection.host})",
+                _connection_command(connection, project, region),
+                unless=_gcloud("builds", "connections", "describe", connection.name, *at),
+            )
+        )
+        linked = (connection.repository, f"--connection={connection.name}", *at)
+        steps.append(
+            CommandStep(
+                f"link repository {connection.remote_uri}",
+                _gcloud(
+                    "builds",
+                    "repositories",
+                    "create",
+                    *linked,
+                    f"--remote-uri={connection.remote_uri}",
+                ),
+                unless=_gcloud("builds", "repositories", "describe", *linked),
+            )
+        )
+        for trigger in ci.triggers:
+            steps.append(
+                CommandStep(
+                    f"create Cloud Build trigger {trigger.name}",
+                    _trigger_command(trigger, connection, ci.deployer, project, region),
+                    unless=_gcloud("builds", "triggers", "describe", trigger.name, *at),
+                )
+            )
+    steps.append(
+        LocalStep(
+            "show the CI settings",
+            "print what the CI system needs (provider name, service account, triggers)",
+            lambda responses: _print(ci_summary(infra, str(responses.get(NUMBER_STEP, NUMBER)))),
+        )
+    )
+    return steps
+
+
+def _print(text: str) -> str:
+    print(text)
+    return text
+
+
+def ci_summary(infra: Infrastructure, project_number: str) -> str:
+    """What the CI system needs to know of this environment, one line each."""
+    ci = infra.ci
+    if ci is None:
+        return ""
+    env = infra.environment
+    lines = [f"CI ({ci.system}) of environment {env}:"]
+    if ci.pool is not None:
+        for provider in ci.pool.providers:
+            lines.append(
+                f"  workload identity provider: {pool_name(project_number, ci.pool)}/providers/"
+                f"{provider.id}"
+            )
+    lines.append(f"  service account: {ci.deployer}")
+    if ci.pending:
+        lines.append(f"  {ci.pending}")
+    if ci.system == "jenkins" and ci.pool is None:
+        lines.append(
+            "  Jenkins agents run as the CI deployer: attach it to the agent VMs, or run the "
+            "agents on GKE as ci.jenkins_agent_member (no OpenID Connect provider: "
+            "ci.jenkins_issuer is not set)"
+        )
+    if ci.connection is not None:
+        for trigger in ci.triggers:
+            lines.append(f"  Cloud Build trigger: {trigger.name} ({trigger.filename})")
+    return "\n".join(lines)
+
+
+def terraform_notes(infra: Infrastructure) -> list[Step]:
+    """After terraform apply: where the CI settings are, and what Cloud Build still needs."""
+    ci = infra.ci
+    if ci is None:
+        return []
+    lines = [f"CI ({ci.system}) of environment {infra.environment}: the settings CI needs are in"]
+    lines.append("  terraform -chdir=infra/terraform output (ci_workload_identity_providers,")
+    lines.append("  service_account_emails, cloud_build_triggers, cloud_build_connection_action)")
+    if ci.pending:
+        lines.append(f"  {ci.pending}")
+    text = "\n".join(lines)
+    return [
+        LocalStep("show the CI settings", "print where the CI settings are", lambda _: _print(text))
+    ]
+
+
+def plan_gcloud_teardown(infra: Infrastructure) -> list[Step]:
+    """Delete the triggers, the repository link, the connection and the pool (its providers go
+    with it; Google keeps a deleted pool 30 days, its id reserved). The token secrets are the
+    team's: they stay, and so does the Cloud Build service agent's access to them."""
+    ci = infra.ci
+    if ci is None:
+        return []
+    project, region = infra.project_id, infra.region
+    in_project = f"--project={project}"
+    steps: list[Step] = []
+    if ci.connection is not None:
+        connection = ci.connection
+        at = (f"--region={region}", in_project)
+        for trigger in reversed(ci.triggers):
+            steps.append(
+                CommandStep(
+                    f"delete Cloud Build trigger {trigger.name}",
+                    _gcloud("builds", "triggers", "delete", trigger.name, *at, "--quiet"),
+                    only_if=_gcloud("builds", "triggers", "describe", trigger.name, *at),
+                )
+            )
+        linked = (connection.repository, f"--connection={connection.name}", *at)
+        steps.append(
+            CommandStep(
+                f"unlink repository {connection.repository}",
+                _gcloud("builds", "repositories", "delete", *linked, "--quiet"),
+                only_if=_gcloud("builds", "repositories", "describe", *linked),
+            )
+        )
+        steps.append(
+            CommandStep(
+                f"delete Cloud Build connection {connection.name}",
+                _gcloud("builds", "connections", "delete", connection.name, *at, "--quiet"),
+                only_if=_gcloud("builds", "connections", "describe", connection.name, *at),
+            )
+        )
+    if ci.pool is not None:
+        at = ("--location=global", in_project)
+        steps.append(
+            CommandStep(
+                f"delete workload identity pool {ci.pool.id} and its providers",
+                _gcloud("iam", "workload-identity-pools", "delete", ci.pool.id, *at, "--quiet"),
+                only_if=_gcloud("iam", "workload-identity-pools", "describe", ci.pool.id, *at),
+            )
+        )
+    return steps
+
+
+# --- documentation ------------------------------------------------------------------------
+
+
+def identity_rows(infra: Infrastructure) -> list[str]:
+    """Rows of the identities table for the CI identities that are no service account of the
+    plan: the federated CI workloads, Jenkins agents, the Cloud Build service agent."""
+    ci = infra.ci
+    if ci is None:
+        return []
+    rows: list[str] = []
+    deployer = f"service account `{ci.deployer}`"
+    agent = ci.agent_member
+    if ci.pool is not None:
+        for provider in ci.pool.providers:
+            who = member("PROJECT_NUMBER", ci.pool, provider)
+            rows.append(f"| `{who}` | | | {provider.why} |")
+            rows.append(
+                f"| | `{WORKLOAD_IDENTITY_USER}` | {deployer} | deploy as the CI deployer, "
+                f"keyless: `{provider.attribute_condition}` |"
+            )
+    for b in infra.bindings:
+        if b.member == agent:
+            rows.append(
+                f"| `{b.member}` | | | the Kubernetes service account of the Jenkins agents |"
+            )
+            rows.append(f"| | `{b.role}` | {deployer} | {b.why} |")
+    if ci.connection is not None:
+        rows.append(
+            f"| `{CLOUD_BUILD_AGENT.format(number='PROJECT_NUMBER')}` | | | Cloud Build's service "
+            f"agent: connects to {ci.connection.host} |"
+        )
+        for secret in ci.connection.secrets.values():
+            rows.append(
+                f"| | `{SECRET_ACCESSOR}` | secret `{secret}` | read the {ci.connection.host} "
+                "token the team stored |"
+            )
+    return rows
