@@ -38,11 +38,6 @@ COMBINATIONS = [
     (ci, host, tool) for ci in CI_SYSTEMS for host in HOSTS[ci] for tool in PROVISIONING
 ] + [("none", None, tool) for tool in PROVISIONING]
 
-# Tasks that CI files call before they exist on this branch: `invoke promote` comes with the
-# promotion work of issue #9 on another branch. EXPECTED MISSING: delete this entry once
-# `promote` is in vertexkit.tasks.namespace() (the test below fails until then, to say so).
-EXPECTED_MISSING = {"promote": {"--from", "--to", "--yes"}}
-
 SCHEMAS = {
     "cloud-build": "cloudbuild",
     "github-actions": "github-workflows",
@@ -374,7 +369,7 @@ def check_every_invoke_call_exists(project: Path, ci: str, tool: str) -> None:
         for command in commands(path):
             for task, options, values in invoke_calls(command):
                 called.setdefault(task, set()).update(options)
-                known = tasks.get(task, EXPECTED_MISSING.get(task))
+                known = tasks.get(task)
                 assert known is not None, f"{relative}: `invoke {task}` does not exist"
                 unknown = set(options) - known
                 assert not unknown, f"{relative}: `invoke {task}` has no {sorted(unknown)}"
@@ -388,13 +383,6 @@ def check_every_invoke_call_exists(project: Path, ci: str, tool: str) -> None:
     assert {"lint", "test", "compile", "run", "build", "publish", "promote"} <= set(called)
     assert ("provision" in called) == (tool == "terraform")
     assert "--local" in called["run"] and "--wait" in called["run"]
-
-
-def test_expected_missing_tasks_are_still_missing(tmp_path: Path) -> None:
-    from vertexkit.tasks import namespace
-
-    arrived = set(EXPECTED_MISSING) & set(namespace().task_names)
-    assert not arrived, f"delete {sorted(arrived)} from EXPECTED_MISSING in tests/test_ci.py"
 
 
 def test_invoke_calls_are_read_from_commands() -> None:
