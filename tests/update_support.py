@@ -25,11 +25,11 @@ TERRAFORM = "template/{% if provisioning == 'terraform' %}infra{% endif %}/terra
 RENAMED = ("tests/test_pipelines.py", "tests/test_pipeline_runs.py")
 MIGRATION = """_migrations:
   - version: {tag}
-    after:
-      - - "{{{{ _copier_python }}}}"
-        - "{{{{ _copier_conf.src_path / 'copier_migrations' / 'rename.py' }}}}"
-        - "{old}"
-        - "{new}"
+    command:
+      - "{{{{ _copier_python }}}}"
+      - "{{{{ _copier_conf.src_path / 'copier_migrations' / 'rename.py' }}}}"
+      - "{old}"
+      - "{new}"
 """
 # What each kind of template change writes, so that the tests can look for it.
 MARK = "vertexkit {version}"
