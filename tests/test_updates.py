@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -414,3 +415,76 @@ def test_answers_file_writes_a_github_shorthand_as_a_url_for_renovate(
         )
         assert updates.update_project(project).outcome == "updated"  # the URL, without --trust
         assert _answers(project)["_commit"] == tags[2]
+
+
+def test_fleet_update_dry_run_then_apply(
+    releases: tuple[Path, list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Four projects: one whose template is gone (fails first, the others go on), one clean,
+    one whose edit overlaps the release, one with uncommitted work."""
+    repo, tags = releases
+    # One render, copied (a git repository is self-contained): the same project four times.
+    first = render_at(repo, tmp_path / "first", tags[1])
+    broken, clean, conflicted, dirty = (
+        Path(shutil.copytree(first, tmp_path / name, symlinks=True))
+        for name in ("broken", "clean", "conflicted", "dirty")
+    )
+    answers = _read(broken, ".copier-answers.yml").replace(str(repo), str(tmp_path / "gone"))
+    _write(broken, ".copier-answers.yml", answers)
+    git(broken, "commit", "-qam", "Template moved")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(clean, "remote", "add", "origin", str(remote))
+    git(clean, "push", "-q", "origin", "HEAD")
+    _write(
+        conflicted,
+        "components/Dockerfile",
+        _read(conflicted, "components/Dockerfile") + "# Ours.\n",
+    )
+    git(conflicted, "commit", "-qam", "Our Dockerfile line")
+    _write(dirty, "README.md", _read(dirty, "README.md") + "Work in progress.\n")
+    projects = [broken, clean, conflicted, dirty]
+    heads = {p: git(p, "rev-parse", "HEAD") for p in projects}
+
+    # The dry run changes nothing and says what would change.
+    code = cli.main(["fleet", "update", *map(str, projects)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"[1/4] {broken}: failed" in captured.err and f"[4/4] {dirty}: skipped" in captured.err
+    assert f"{clean} would change 4 file(s):\n  .copier-answers.yml\n  README.md\n" in captured.out
+    assert "  conflict: components/Dockerfile:" in captured.out
+    for project in projects:
+        assert git(project, "rev-parse", "HEAD") == heads[project]
+        assert git(project, "branch", "--list", "template-update/*") == ""
+    assert git(dirty, "status", "--porcelain") == " M README.md\n"
+
+    code = cli.main(["fleet", "update", *map(str, projects), "--apply", "--json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    results = {r["path"]: r for r in json.loads(captured.out)}
+    assert [results[str(p)]["outcome"] for p in projects] == [
+        "failed",
+        "updated",
+        "conflicted",
+        "skipped",
+    ]
+    assert str(tmp_path / "gone") in results[str(broken)]["message"]
+    branch = f"template-update/{tags[2]}"
+    assert results[str(clean)]["branch"] == branch
+    assert git(clean, "rev-parse", "--abbrev-ref", "HEAD").strip() == branch
+    assert git(clean, "log", "-1", "--format=%s").strip() == f"Update template to {tags[2]}"
+    assert git(clean, "status", "--porcelain") == ""
+    assert _answers(clean)["_commit"] == tags[2]
+    assert git(remote, "branch", "--list", "template-update/*") == ""  # never pushed
+    assert results[str(conflicted)]["conflicts"][0].startswith("components/Dockerfile:")
+    assert git(conflicted, "rev-parse", "--abbrev-ref", "HEAD").strip() == branch
+    for project in (broken, dirty):  # untouched
+        assert git(project, "rev-parse", "HEAD") == heads[project]
+        assert git(project, "branch", "--list", "template-update/*") == ""
+    assert git(dirty, "status", "--porcelain") == " M README.md\n"
+    assert git(broken, "status", "--porcelain") == ""
+
+    # The table form, and a fleet now up to date.
+    assert cli.main(["fleet", "update", str(clean), "--apply"]) == 0
+    table = capsys.readouterr().out
+    assert f"{clean}  unchanged" in table and "up to date" in table
