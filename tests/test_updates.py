@@ -380,6 +380,15 @@ def test_updated_project_installs_compiles_and_passes_its_tests(
     for test in ("test_pipeline_runs.py::test_team_pipelines", "test_features.py::test_double"):
         assert f"{test} PASSED" in tests
 
+    # The README's update command, in the project's environment: nothing newer to bring in.
+    git(project, "add", "--all")
+    git(project, "commit", "-qm", "Update")
+    readme = _read(project, "README.md")
+    command = "uv run --with copier==9.19.1 python -m vertexkit.cli update"
+    assert f"`{command}`" in readme
+    again = run(sys.executable, "-m", "uv", "run", "--offline", *command.split()[2:])
+    assert f"{tags[2]} -> {tags[2]}: 0 file(s) changed" in again and "No conflicts" in again
+
 
 def test_answers_file_writes_a_github_shorthand_as_a_url_for_renovate(
     releases: tuple[Path, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
