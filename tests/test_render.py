@@ -38,6 +38,7 @@ EXPECTED_FILES = [
     ".gitignore",
     ".dockerignore",
     ".pre-commit-config.yaml",
+    "renovate.json",
     "README.md",
     "pyproject.toml",
     "tasks.py",

@@ -40,7 +40,7 @@ def _print_conflicts(result: updates.UpdateResult) -> None:
 def cmd_update(args: argparse.Namespace) -> int:
     try:
         result = updates.update_project(Path(args.path), args.to, trust=args.trust)
-    except updates.UpdateError as error:
+    except Exception as error:  # copier's and git's errors too: one line, no traceback
         print(f"vertexkit update: {error}", file=sys.stderr)
         return 1
     print(f"{result.from_version} -> {result.to_version}: {len(result.changed)} file(s) changed")

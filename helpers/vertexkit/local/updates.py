@@ -159,15 +159,10 @@ def project_status(project: Path, tags: dict[str, list[str]] | None = None) -> P
         releases = cache[status.template]
         status.newest = releases[-1] if releases else ""
         current = release_version(status.version)
-        if current is not None:
-            past_tag = "-" in status.version  # vX.Y.Z-N-gHASH: N commits past vX.Y.Z
+        if current is not None:  # vX.Y.Z-N-gHASH counts as vX.Y.Z: past it, before the next
             status.behind = sum(
-                1
-                for tag in releases
-                if (v := release_version(tag)) and (v > current or (v == current and past_tag))
+                1 for tag in releases if (release_version(tag) or current) > current
             )
-            if past_tag:
-                status.behind -= sum(1 for tag in releases if release_version(tag) == current)
     except UpdateError as error:
         status.error = str(error)
     return status
