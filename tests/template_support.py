@@ -33,7 +33,7 @@ def render(dest: Path, answers: dict[str, Any] | None = None, **options: Any) ->
             quiet=True,
             **options,
         )
-    return commit_new_project(dest)
+    return dest if options.get("pretend") else commit_new_project(dest)
 
 
 def text_files(root: Path) -> list[Path]:
