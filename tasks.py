@@ -37,7 +37,6 @@ def render(dest: Path, answers: dict[str, object]) -> None:
             data=answers,
             defaults=True,
             overwrite=True,
-            unsafe=True,
             quiet=True,
             **extra,
         )

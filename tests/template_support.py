@@ -30,11 +30,10 @@ def render(dest: Path, answers: dict[str, Any] | None = None, **options: Any) ->
             dest,
             data={k: v for k, v in {**BASE_ANSWERS, **(answers or {})}.items() if v is not None},
             defaults=True,
-            unsafe=True,
             quiet=True,
             **options,
         )
-    return dest
+    return dest if options.get("pretend") else commit_new_project(dest)
 
 
 def text_files(root: Path) -> list[Path]:
@@ -100,7 +99,18 @@ def render_from_git(repo: Path, dest: Path, answers: dict[str, Any] | None = Non
             dest,
             data={**BASE_ANSWERS, **(answers or {})},
             defaults=True,
-            unsafe=True,
             quiet=True,
         )
+    return commit_new_project(dest)
+
+
+def commit_new_project(dest: Path) -> Path:
+    """What the README's first step does: a new project outside any git repository becomes
+    one, with one commit (deploys and `copier update` need it)."""
+    inside = subprocess.run(
+        ["git", "rev-parse", "--is-inside-work-tree"], cwd=dest, capture_output=True
+    )
+    if inside.returncode != 0:
+        for command in (["init", "-q"], ["add", "--all"], ["commit", "-qm", "Render"]):
+            subprocess.run([*GIT, *command], cwd=dest, check=True)
     return dest

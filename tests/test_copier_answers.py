@@ -357,7 +357,7 @@ def test_longest_names_fit_gcp_limits() -> None:
 
 def test_environments_as_plain_text_on_the_command_line(tmp_path: Path) -> None:
     """`--data environments=dev` used to end in copier's bare "TypeError: Not a YAML list"."""
-    command = [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--quiet"]
+    command = [sys.executable, "-m", "copier", "copy", "--defaults", "--quiet"]
     command += ["--vcs-ref", "HEAD"] if (ROOT / ".git").exists() else []
     command += ["--data", "gcp_project_id=acme-ml-dev"]
     bad = subprocess.run(
