@@ -55,6 +55,7 @@ def test_list_shows_the_standard_tasks(project: Path) -> None:
         "publish",
         "run",
         "schedule",
+        "serve",
         "status",
         "test",
     }

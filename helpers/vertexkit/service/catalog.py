@@ -56,6 +56,19 @@ def _digest(path: Path) -> str:
     return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def write_record(folder: str | Path, environment: str, written: list[Path]) -> None:
+    """Note in ``folder``'s compile record that ``written`` were compiled for ``environment``
+    (what ``invoke compile`` records in build/pipelines; ``invoke serve`` compiles elsewhere)."""
+    path = Path(folder) / RECORD
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        record = {}
+    for file in written:
+        record[file.stem] = {"environment": environment, "file": _digest(file)}
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def load_catalog(folder: str | Path, environment: str | None) -> dict[str, Pipeline]:
     """The runnable pipelines in ``folder``, by name.
 
