@@ -505,3 +505,82 @@ def test_importing_the_service_imports_neither_kfp_nor_the_vertex_sdk(project: P
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+# invoke serve --------------------------------------------------------------------------------
+
+
+def _serve(root: Path, *args: str) -> tuple[subprocess.Popen, str, list[str]]:
+    from tests.service_support import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERTEXKIT")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "serve", "--port", str(port), *args],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    printed = []
+    assert process.stdout is not None
+    for line in process.stdout:  # the banner ends with how to stop it
+        printed.append(line.rstrip("\n"))
+        if line.startswith("  stop:"):
+            break
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(f"{url}/healthz", timeout=1)
+            return process, url, printed
+        except requests.ConnectionError:
+            assert process.poll() is None and time.monotonic() < deadline, printed
+            time.sleep(0.1)
+
+
+def test_invoke_serve_local_runs_a_posted_run_here(tmp_path: Path) -> None:
+    from tests.fixture_project import copy_project
+
+    root = copy_project(tmp_path / "project")  # no git, no cloud account, no compile beforehand
+    process, url, printed = _serve(root, "--backend", "local")
+    try:
+        assert printed[0] == f"serving 1 pipeline(s) at {url} (local backend)"
+        assert any(f"curl -s -X POST {url}/pipelines/training/runs" in line for line in printed)
+        refused = requests.post(f"{url}/pipelines/training/runs", json={"parameters": {"n": "x"}})
+        assert refused.status_code == 422
+        started = requests.post(f"{url}/pipelines/training/runs", json={"parameters": {"n": 4}})
+        assert started.status_code == 201, started.text
+        run_id = started.json()["run_id"]
+        deadline = time.monotonic() + 120
+        while True:
+            state = requests.get(f"{url}/runs/{run_id}", timeout=5).json()
+            if state["state"] in ("succeeded", "failed") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert state["state"] == "succeeded", state
+        assert requests.get(f"{url}/runs/local-nope", timeout=5).status_code == 404
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    # The request log is JSON lines with the request id and the run id.
+    remaining = process.stdout.read() if process.stdout else ""
+    logged = [json.loads(line) for line in remaining.splitlines() if line.startswith("{")]
+    posts = [entry for entry in logged if entry.get("run_id") == run_id]
+    assert posts and posts[0]["request_id"] and posts[0]["parameters"] == ["n"]
+
+
+def test_invoke_serve_refuses_a_bad_backend(tmp_path: Path) -> None:
+    from tests.fixture_project import copy_project
+
+    root = copy_project(tmp_path / "project")
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "serve", "--backend", "cloud"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: --backend 'cloud': choose dry-run or local"
