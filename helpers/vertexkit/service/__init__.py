@@ -2,9 +2,10 @@
 published pipelines, called directly or through Pub/Sub push (see docs/service.md).
 
 A face of the package, like ``vertexkit.tasks``: one framework-free core
-(:class:`~vertexkit.service.app.Service`) with thin adapters for ASGI (Cloud Run, ``invoke
-serve``) and Flask (Cloud Functions). It sends requests through the orchestrator interface with
-REST and google-auth only: neither kfp nor the Vertex AI SDK is imported to serve.
+(:class:`vertexkit.service.app.Service`) with thin adapters for ASGI (Cloud Run, ``invoke
+serve``) and Flask (Cloud Functions) in :mod:`vertexkit.service.server`. It sends requests
+through the orchestrator interface with REST and google-auth only: neither kfp nor the Vertex AI
+SDK is imported to serve. Generated projects import the two names below.
 """
 
 from __future__ import annotations
@@ -14,15 +15,11 @@ from typing import TYPE_CHECKING
 from vertexkit import lazy_exports
 
 if TYPE_CHECKING:
-    from vertexkit.service.app import Service
-    from vertexkit.service.server import asgi, create_service, flask_response, from_environment
+    from vertexkit.service.server import flask_response, from_environment
 
 _DEFINED_IN = {
-    "Service": "vertexkit.service.app",
-    "asgi": "vertexkit.service.server",
-    "create_service": "vertexkit.service.server",
     "flask_response": "vertexkit.service.server",
     "from_environment": "vertexkit.service.server",
 }
-__all__ = ["Service", "asgi", "create_service", "flask_response", "from_environment"]
+__all__ = ["flask_response", "from_environment"]
 __getattr__, __dir__ = lazy_exports(__name__, _DEFINED_IN)
