@@ -23,7 +23,7 @@ FILES = {
     "cloud-functions": {"main.py", "requirements.txt"},
     "none": set(),
 }
-LEFTOVER = re.compile(r"{{|}}|{%|%}")
+LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
 
 
 def _ruff_clean(project: Path) -> None:
@@ -42,7 +42,7 @@ def test_each_answer_renders_its_service_files(tmp_path: Path, kind: str) -> Non
     )
     assert found == FILES[kind]
     assert (project / "services").exists() == (kind != "none")
-    for path in text_files(project / SERVICE) if found else []:
+    for path in [*(text_files(project / SERVICE) if found else []), project / "README.md"]:
         assert not LEFTOVER.search(path.read_text()), path
     readme = (project / "README.md").read_text()
     assert ("## Submission service" in readme) == (kind != "none")

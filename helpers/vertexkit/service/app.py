@@ -58,6 +58,7 @@ class Response:
     body: Any
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    log: dict[str, Any] = field(default_factory=dict)  # fields of the request's log line
 
     def encoded(self) -> bytes:
         if isinstance(self.body, bytes):
@@ -128,6 +129,11 @@ class Service:
             response = Problem(
                 502, f"{self.config.orchestrator}: {exc}".replace("\n", " ")
             ).response()
+        except Exception:  # a bug: logged with its traceback, answered without one
+            log.exception("unexpected error", extra={"request_id": request_id})
+            response = Problem(
+                500, f"internal error; the service's log has it under request id {request_id}"
+            ).response()
         response.headers.setdefault("x-request-id", request_id)
         log.info(
             "%s %s %d",
@@ -138,7 +144,7 @@ class Service:
                 "request_id": request_id,
                 "status": response.status,
                 "latency_ms": round((time.monotonic() - started) * 1000, 1),
-                **getattr(response, "_log", {}),
+                **response.log,
             },
         )
         return response
@@ -293,13 +299,12 @@ class Service:
         self, answer: dict[str, Any], submission: Submission, *, replayed: bool
     ) -> Response:
         status = 200 if answer.get("dry_run") or replayed else 201
-        response = Response(status, {**answer, "replayed": replayed})
-        response._log = {  # type: ignore[attr-defined]
+        log_fields = {
             "run_id": answer.get("run_id"),
             "pipeline": submission.pipeline,
-            "parameters": sorted(submission.given),
+            "parameters": sorted(submission.given),  # names only, never values
         }
-        return response
+        return Response(status, {**answer, "replayed": replayed}, log=log_fields)
 
     def _check(
         self,
