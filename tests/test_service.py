@@ -587,3 +587,23 @@ def test_invoke_serve_refuses_a_bad_backend(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: --backend 'cloud': choose dry-run or local"
+
+
+def test_the_container_refuses_to_start_without_what_it_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fixture_project import copy_project
+    from vertexkit.service.server import from_environment
+
+    root = copy_project(tmp_path / "project")  # no git, nothing compiled
+    monkeypatch.setenv("VERTEXKIT_SERVICE_ROOT", str(root))
+    monkeypatch.delenv("VERTEXKIT_ENV", raising=False)
+    with pytest.raises(SystemExit, match="VERTEXKIT_ENV is not set"):
+        from_environment()
+    monkeypatch.setenv("VERTEXKIT_ENV", "dev")
+    monkeypatch.delenv("VERTEXKIT_RELEASE_COMMIT", raising=False)
+    with pytest.raises(SystemExit, match=r"VERTEXKIT_RELEASE_COMMIT is not set and .* not a git"):
+        from_environment()
+    monkeypatch.setenv("VERTEXKIT_RELEASE_COMMIT", "abc123def456")
+    with pytest.raises(SystemExit, match=r"compiled\.json not found: run `invoke compile --env"):
+        from_environment()

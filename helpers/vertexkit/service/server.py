@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from vertexkit.orchestrators import for_config
-from vertexkit.project.config import load_config
-from vertexkit.project.release import Release, release_tags
+from vertexkit.project.config import ConfigError, load_config
+from vertexkit.project.release import GitError, Release, release_tags
 from vertexkit.service.app import Request, Response, Service, too_large
 from vertexkit.service.backends import Backend, DryRunBackend, LocalBackend, OrchestratorBackend
-from vertexkit.service.catalog import load_catalog
+from vertexkit.service.catalog import CatalogError, load_catalog
 
 BACKENDS = ("orchestrator", "dry-run", "local")
 _LOG_FIELDS = ("request_id", "run_id", "pipeline", "parameters", "status", "latency_ms")
@@ -103,13 +103,21 @@ def from_environment() -> Service:
         raise SystemExit("VERTEXKIT_ENV is not set: name the environment the service serves")
     root = Path(os.environ.get("VERTEXKIT_SERVICE_ROOT") or ".")
     configure_logging()
-    return create_service(
-        root,
-        env,
-        backend=os.environ.get("VERTEXKIT_SERVICE_BACKEND") or "orchestrator",
-        pipelines_dir=os.environ.get("VERTEXKIT_SERVICE_PIPELINES") or None,
-        commit=os.environ.get("VERTEXKIT_RELEASE_COMMIT") or None,
-    )
+    try:
+        return create_service(
+            root,
+            env,
+            backend=os.environ.get("VERTEXKIT_SERVICE_BACKEND") or "orchestrator",
+            pipelines_dir=os.environ.get("VERTEXKIT_SERVICE_PIPELINES") or None,
+            commit=os.environ.get("VERTEXKIT_RELEASE_COMMIT") or None,
+        )
+    except GitError as exc:
+        raise SystemExit(
+            f"VERTEXKIT_RELEASE_COMMIT is not set and {exc}: set it to the commit the templates "
+            "were published from"
+        ) from None
+    except (ConfigError, CatalogError, ValueError) as exc:
+        raise SystemExit(f"the submission service cannot start: {exc}") from None
 
 
 # ASGI ----------------------------------------------------------------------------------------
