@@ -32,8 +32,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 def openapi_schema(config: ProjectConfig, pipelines: Mapping[str, Any]) -> dict[str, Any]:
-    """The schema of the service for ``config`` (its pipelines are named in the path's enum
-    description, not restricted: an unknown name answers 404 naming the runnable ones)."""
+    """The schema of the service for ``config``; its runnable pipelines are the enum of the
+    path's ``name`` (another name answers 404 naming them)."""
     run_request = {
         "type": "object",
         "additionalProperties": False,
@@ -212,7 +212,10 @@ def openapi_schema(config: ProjectConfig, pipelines: Mapping[str, Any]) -> dict[
                             "name": "name",
                             "in": "path",
                             "required": True,
-                            "schema": {"type": "string"},
+                            "schema": {
+                                "type": "string",
+                                **({"enum": list(pipelines)} if pipelines else {}),
+                            },
                             "description": f"The pipeline (runnable: {names})",
                         },
                         {
