@@ -125,3 +125,22 @@ def test_the_cloud_functions_entry_point_serves_through_functions_framework(
         "/pipelines/scoring/runs", data="x" * 70000, content_type="application/json"
     )
     assert too_big.status_code == 413
+
+
+def test_checkov_finds_nothing_in_the_service_dockerfile_and_its_skip_is_needed(
+    tmp_path: Path,
+) -> None:
+    from tests.test_infra import SKIP_COMMENT, _checkov, _results
+
+    project = render(tmp_path / "project")
+    for name in ("service", "stripped"):
+        (tmp_path / "scan" / name).mkdir(parents=True)
+        shutil.copy(project / SERVICE / "Dockerfile", tmp_path / "scan" / name / "Dockerfile")
+    stripped = tmp_path / "scan" / "stripped" / "Dockerfile"
+    stripped.write_text(SKIP_COMMENT.sub("#", stripped.read_text()))
+    reports = _checkov(tmp_path / "scan")
+    results = _results(reports, "dockerfile", "service")
+    assert results["passed_checks"] and not results["failed_checks"], results["failed_checks"]
+    assert {c["check_id"] for c in results["skipped_checks"]} == {"CKV_DOCKER_2"}
+    failed = _results(reports, "dockerfile", "stripped")["failed_checks"]
+    assert {c["check_id"] for c in failed} == {"CKV_DOCKER_2"}
