@@ -7,6 +7,7 @@ those requests change, so that tests check what vertexkit sent and what it made 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import yaml
@@ -179,7 +180,14 @@ class FakeVertex:
         return 200, job
 
     def list_jobs(self, request: Recorded) -> tuple[int, Any]:
-        found = list(reversed(self.jobs))
+        """Newest first; a ``filter`` of ``labels.KEY="VALUE"`` terms joined by AND applies."""
+        [spec] = request.query.get("filter", [""])
+        wanted = dict(re.findall(r'labels\.([a-z0-9_-]+)="([^"]*)"', spec))
+        found = [
+            job
+            for job in reversed(self.jobs)
+            if all(job.get("labels", {}).get(k) == v for k, v in wanted.items())
+        ][: int(request.query.get("pageSize", ["100"])[0])]
         return 200, ({"pipelineJobs": found} if found else {})
 
     def read_job(self, request: Recorded) -> tuple[int, Any]:

@@ -459,3 +459,68 @@ def test_image_name_rejects_an_invalid_tag(project: Path) -> None:
     assert build.image_name(config, "tiny", COMMIT) == IMAGE
     with pytest.raises(ValueError, match="not a valid image tag"):
         build.image_name(config, "tiny", "feature/x")
+
+
+def test_a_cloud_run_service_is_built_beside_the_base_image(
+    project: Path, gcs: str, recording_server: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VERTEXKIT_ENDPOINT_CLOUDBUILD", recording_server.url)
+    training = Path(__file__).parent / "fixtures" / "project" / "pipelines" / "training.py"
+    _write(
+        project,
+        {
+            "pipelines/training.py": training.read_text(),
+            "services/submission/Dockerfile": "FROM python:3.11-slim\n",
+            "services/submission/Dockerfile.dockerignore": "*\n!build/wheels/\n!config/\n",
+        },
+    )
+    service_repository = REPOSITORY.replace("tiny-base", "demo-submit")
+    service_image = f"{service_repository}:{COMMIT}"
+    service_digest = "sha256:" + "cd" * 32
+    images = [{"name": IMAGE, "digest": DIGEST}, {"name": service_image, "digest": service_digest}]
+    built = {"id": "b-1", "status": "SUCCESS", "logUrl": LOG_URL, "results": {"images": images}}
+    _cloud_build(recording_server, {"name": OPERATION, "done": True, "response": built})
+    config = load_config(project, "dev", environ={"VERTEXKIT__SERVICE__KIND": "cloud-run"})
+
+    steps = build.plan_build(config, project, git_commit=COMMIT, poll_seconds=0)
+    responses = execute(steps, out=io.StringIO())
+
+    # The pipelines were compiled for dev, with the record the service reads.
+    record = json.loads((project / "build/service/pipelines/compiled.json").read_text())
+    assert record["training"]["environment"] == "dev"
+    name = f"builds/{COMMIT}/context.tar.gz"
+    blob = requests.get(f"{gcs}/storage/v1/b/{BUCKET}/o/{quote(name, safe='')}?alt=media")
+    assert set(_members(blob.content)) == VISIBLE | {
+        "config/base.yaml",
+        "config/dev.yaml",
+        "build/service/pipelines/compiled.json",
+        "build/service/pipelines/training.yaml",
+        "services/submission/Dockerfile",
+        "services/submission/Dockerfile.dockerignore",
+    }
+    create = recording_server.requests[0]
+    assert create.json["images"] == [IMAGE, service_image]
+    assert create.json["steps"][1]["args"] == [
+        "build",
+        "-f",
+        "services/submission/Dockerfile",
+        "--build-arg",
+        "ENVIRONMENT=dev",
+        "--build-arg",
+        f"GIT_COMMIT={COMMIT}",
+        "-t",
+        service_image,
+        ".",
+    ]
+    build.record_build(project, "dev", responses)
+    assert build.read_image(project, "dev") == f"{REPOSITORY}@{DIGEST}"
+    assert build.read_service_image(project, "dev") == f"{service_repository}@{service_digest}"
+
+
+def test_without_a_cloud_run_service_only_the_base_image_is_built(project: Path) -> None:
+    for kind in ("none", "cloud-functions"):
+        config = load_config(project, "dev", environ={"VERTEXKIT__SERVICE__KIND": kind})
+        steps = build.plan_build(config, project, git_commit=COMMIT)
+        assert not [s for s in steps if "service" in s.step]
+    with pytest.raises(build.BuildError, match="no service image built for environment 'dev'"):
+        build.read_service_image(project, "dev")

@@ -252,7 +252,7 @@ def test_unknown_top_level_key_suggests_the_nearest(tmp_path: Path) -> None:
     )
     assert (
         "(valid: ci, components, endpoints, gcp, kfp, local, name, naming_prefix, orchestrator, "
-        "parameters, pipelines, provisioning, resources, secrets)" in message
+        "parameters, pipelines, provisioning, resources, secrets, service)" in message
     )
     # ... and the real key is then missing.
     assert "config/base.yaml: naming_prefix: required setting is missing" in message
@@ -493,3 +493,13 @@ def test_invalid_parameter_rules_name_file_and_field(
     message = config_error(tmp_path, "dev")
     assert "config/dev.yaml: pipelines.training.parameter_rules.n" in message
     assert problem in message
+
+
+def test_service_settings_are_checked_naming_the_field(tmp_path: Path) -> None:
+    write_config(tmp_path, BASE + "service:\n  kind: app-engine\n  max_body_bytes: 10\n")
+    message = config_error(tmp_path)
+    assert "config/base.yaml: service.kind: Input should be 'cloud-run'" in message
+    assert (
+        "config/base.yaml: service.max_body_bytes: Input should be greater than or equal to 1024"
+        in message
+    )

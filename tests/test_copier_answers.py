@@ -75,6 +75,8 @@ BAD_ANSWERS = [
     ({"description": "two\nlines"}, "description", "single line"),
     ({"orchestrator": "argo"}, "orchestrator", "argo"),
     ({"provisioning": "pulumi"}, "provisioning", "pulumi"),
+    ({"submission_service": "app-engine"}, "submission_service", "app-engine"),
+    ({"submission_service": "cloud-functions-1st-gen"}, "submission_service", "not in"),
     ({"orchestrator": "kfp", "kfp_host": "kfp.example.com"}, "kfp_host", "http(s) URL"),
     ({"orchestrator": "kfp", "kfp_host": "https://a:b@kfp.example.com"}, "kfp_host", "credentials"),
     ({"ci": "travis"}, "ci", "travis"),
@@ -166,6 +168,20 @@ def test_defaults_need_only_a_project_id(tmp_path: Path) -> None:
     assert answers["naming_prefix"] == "ml-pipelines"
     computed = {"vertexkit_version", "vertexkit_location", "vertexkit_revision"}
     assert not computed & set(answers), "computed values must not be stored"
+
+
+def test_submission_service_choices_match_the_config_model(tmp_path: Path) -> None:
+    from vertexkit.project.config import SERVICE_KINDS
+
+    question = COPIER["submission_service"]
+    assert sorted(question["choices"].values()) == sorted(SERVICE_KINDS)
+    assert question["default"] == "cloud-run"
+    # Asked right after python_version (the schedule questions follow it).
+    order = [k for k in COPIER if not k.startswith("_")]
+    assert order[order.index("python_version") + 1] == "submission_service"
+    for kind in ("cloud-functions", "none"):
+        dest = render(tmp_path / kind, {"submission_service": kind})
+        assert load_config(dest, "dev").service.kind == kind
 
 
 def test_region_choices_match_vertexkit() -> None:

@@ -42,12 +42,15 @@ GIT_ENV = {
 TASKS = {
     "deploy": ["deploy", "--env", "dev"],
     "build": ["build", "--env", "dev"],
+    # With a Cloud Run submission service, the service image is built beside the base image.
+    "build-with-service": ["build", "--env", "dev"],
     "run": ["run", "--env", "dev", "--pipeline", "training", "--param", "n=7"],
     "status": ["status", "--env", "dev"],
     "logs": ["logs", "--env", "dev", "--run", "run-123"],
     "schedule": ["schedule", "--env", "dev", "--pipeline", "training", "--cron", "0 6 * * 1"],
     "schedule-pause": ["schedule", "--env", "dev", "--pipeline", "training", "--pause"],
 }
+WITH_SERVICE = {"VERTEXKIT__SERVICE__KIND": "cloud-run"}
 # Timestamps in run ids and KFP version names change with every call.
 STAMP = re.compile(r"(?<![0-9])20[0-9]{12}(?![0-9])")
 
@@ -71,8 +74,9 @@ def _project(tmp_path: Path, orchestrator: str) -> Path:
     return root
 
 
-def _dry_run(root: Path, args: list[str]) -> list[dict]:
+def _dry_run(root: Path, args: list[str], extra: dict[str, str] | None = None) -> list[dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERTEXKIT")}
+    env.update(extra or {})
     result = subprocess.run(
         [sys.executable, "-m", "invoke", *args, "--dry-run", "--json"],
         cwd=root,
@@ -101,7 +105,7 @@ def test_dry_runs_match_the_golden_files(tmp_path: Path, orchestrator: str) -> N
     for name, args in TASKS.items():
         if orchestrator == "kfp" and name.startswith("schedule"):
             continue  # Kubeflow Pipelines has no schedules through vertexkit (tested elsewhere)
-        shown[name] = _dry_run(root, args)
+        shown[name] = _dry_run(root, args, WITH_SERVICE if "with-service" in name else None)
     golden = GOLDEN / f"dry_runs_{orchestrator}.json"
     if UPDATE:
         golden.write_text(json.dumps(shown, indent=2, sort_keys=True) + "\n")

@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "helpers" / "vertexkit"
 # Bottom up. The package root (``vertexkit``: the version) is below every layer.
 LAYERS = ["project", "steps", "local", "orchestrators", "gcp", "faces"]
-FACES = {"tasks", "cli"}  # top-level modules that are faces
+FACES = {"tasks", "service", "cli"}  # top-level modules that are faces
 
 
 def module_name(path: Path, root: Path) -> str:

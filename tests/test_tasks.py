@@ -56,6 +56,7 @@ def test_list_shows_the_standard_tasks(project: Path) -> None:
         "publish",
         "run",
         "schedule",
+        "serve",
         "status",
         "test",
     }
@@ -246,6 +247,12 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
             "jenkins_job_url": None,
             "jenkins_agent_member": None,
         },
+        "service": {
+            "kind": "none",
+            "max_body_bytes": 65536,
+            "push_audience": None,
+            "push_service_account": None,
+        },
     }
     # Keys keep the models' order (name first), not alphabetical order.
     assert rest.splitlines()[0] == "name: demo"
@@ -255,6 +262,7 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
         "#   deployer_service_account: demo-deployer@acme-ml-dev.iam.gserviceaccount.com",
         "#   build_service_account: demo-builder@acme-ml-dev.iam.gserviceaccount.com",
         "#   state_bucket: acme-ml-dev-demo-tfstate",
+        "#   submission_service_account: demo-submit@acme-ml-dev.iam.gserviceaccount.com",
     ):
         assert line in rest.splitlines()
 

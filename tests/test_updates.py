@@ -323,6 +323,7 @@ ANSWER_CHANGES = [
     ("provisioning", "terraform", "gcloud"),
     ("environments", ["dev", "prod"], ["dev", "staging"]),
     ("ci", "github-actions", "cloud-build"),
+    ("submission_service", "cloud-run", "cloud-functions"),
 ]
 
 

@@ -3,8 +3,8 @@
 The package is layered in folders, bottom up: ``project`` (config, naming, parameters),
 ``steps`` (cloud work as data), ``local`` (compile, local runs, tables, the local registry),
 ``orchestrators`` (Vertex AI Pipelines, Kubeflow Pipelines), ``gcp`` (Google Cloud services),
-and the faces on top (``tasks``). Generated projects import only :data:`PUBLIC_API`, which is
-stable across minor versions; see docs/api.md.
+and the faces on top (``tasks``, ``service``). Generated projects import only
+:data:`PUBLIC_API`, which is stable across minor versions; see docs/api.md.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
         "write_table",
     ),
     "vertexkit.gcp": ("get_secret", "open_registry"),
+    "vertexkit.service": ("flask_response", "from_environment"),
 }
 
 

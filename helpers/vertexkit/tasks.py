@@ -618,6 +618,56 @@ def deprovision(
         print(line)
 
 
+@task(
+    help={
+        "port": "N: port to listen on at 127.0.0.1 (default 8080)",
+        "backend": "dry-run (answer with the requests a run would send; the default) or local "
+        "(run submitted runs here on the local runner, one at a time)",
+        "env": "ENV: the environment's config (default: base.yaml alone, as local runs use it)",
+    }
+)
+def serve(c: Context, port: int = 8080, backend: str = "dry-run", env: str | None = None) -> None:
+    """Serve the submission service here (no cloud account needed): POST /pipelines/NAME/runs."""
+    from vertexkit.project.release import GitError, git_commit
+    from vertexkit.service import catalog, server
+
+    root = project_root(c=c)
+    if backend not in ("dry-run", "local"):
+        raise Exit(f"error: --backend {backend!r}: choose dry-run or local", 2)
+    if not 0 < port < 65536:
+        raise Exit(f"error: --port {port}: choose a port from 1 to 65535", 2)
+    folder = root / "build" / "serve" / (env or "local")
+    try:
+        loaded = load_config(root, env)
+        written = compiling.compile_pipelines(root, loaded, output_dir=folder)
+        catalog.write_record(folder, loaded.environment, written)
+        try:
+            commit = git_commit(root)
+        except GitError:
+            commit = "uncommitted"  # dry runs only show the template tag it would use
+        service = server.create_service(
+            root, env, backend=backend, pipelines_dir=folder, commit=commit
+        )
+    except (*_USER_ERRORS, catalog.CatalogError) as exc:
+        raise _fail(exc) from None
+    import uvicorn
+
+    url = f"http://127.0.0.1:{port}"
+    name = next(iter(service.pipelines), "training")
+    print(f"serving {len(service.pipelines)} pipeline(s) at {url} ({backend} backend)")
+    print(f"  docs:   {url}/docs")
+    print(f"  try:    curl -s {url}/pipelines")
+    print(
+        f"          curl -s -X POST {url}/pipelines/{name}/runs "
+        "-H 'Content-Type: application/json' -d '{\"parameters\": {}}'"
+    )
+    if backend == "local":
+        print(f"          curl -s {url}/runs/RUN_ID   (the run_id the POST answered)")
+    print("  stop:   Ctrl+C", flush=True)
+    server.configure_logging()
+    uvicorn.run(server.asgi(service), host="127.0.0.1", port=port, log_level="warning")
+
+
 def namespace() -> Collection:
     """The collection a project's tasks.py exposes; add the team's own tasks to it."""
     return Collection(
@@ -636,4 +686,5 @@ def namespace() -> Collection:
         promote,
         provision,
         deprovision,
+        serve,
     )

@@ -10,6 +10,12 @@ The plan is data (``plan_build``): ``execute(steps, dry_run=True)`` shows it,
 
 The context goes to Cloud Storage as a raw media upload; the build's long-running operation is
 polled by a repeating step until it is done.
+
+With ``service.kind: cloud-run`` the same plan also builds the submission service's image
+(``services/submission/Dockerfile``, from the same wheels) beside the base image: first the
+pipelines are compiled for the environment into ``build/service/pipelines`` (the parameters the
+service checks requests against; the image binding does not change them), then both images are
+built and pushed, and ``build/images/<env>.json`` records the service image under ``service``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from vertexkit.steps import (
     CloudError,
     CommandStep,
     HttpStep,
+    LocalStep,
     Responses,
     Step,
     endpoint,
@@ -46,6 +53,10 @@ from vertexkit.steps import (
 )
 
 DOCKERFILE = "components/Dockerfile"
+SERVICE_DOCKERFILE = "services/submission/Dockerfile"
+# BuildKit reads <Dockerfile>.dockerignore beside a Dockerfile before the root .dockerignore.
+SERVICE_DOCKERIGNORE = f"{SERVICE_DOCKERFILE}.dockerignore"
+SERVICE_PIPELINES = "build/service/pipelines"
 UV_LOCK = "uv.lock"
 WHEELS_DIR = "build/wheels"
 LOCKED_REQUIREMENTS = "build/locked-requirements.txt"  # `uv export` of uv.lock, with hashes
@@ -73,6 +84,9 @@ CLEAN, EXPORT = "remove old wheels", "export locked requirements"
 WHEELS, PACK = "build wheels", "pack build context"
 UPLOAD, START, WAIT = "upload build context", "start cloud build", "wait for cloud build"
 DOCKER_BUILD, DOCKER_PUSH, DIGEST = "docker build", "docker push", "read image digest"
+SERVICE_COMPILE = "compile pipelines for the service"
+SERVICE_BUILD, SERVICE_PUSH = "docker build service", "docker push service"
+SERVICE_DIGEST = "read service image digest"
 
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -89,6 +103,48 @@ def image_name(config: ProjectConfig, package: str, commit: str) -> str:
     gcp = config.gcp
     repository = f"{gcp.region}-docker.pkg.dev/{gcp.project_id}/{config.names.docker_repository}"
     return f"{repository}/{package}-base:{commit}"
+
+
+def service_image_name(config: ProjectConfig, commit: str) -> str:
+    """``{region}-docker.pkg.dev/{project}/{repository}/{naming_prefix}-submit:{commit}``."""
+    base = image_name(config, "x", commit).rsplit("/", 1)[0]
+    return f"{base}/{config.naming_prefix}-submit:{commit}"
+
+
+def builds_service(config: ProjectConfig) -> bool:
+    """Whether ``invoke build`` builds the submission service's image too (Cloud Run)."""
+    return config.service.kind == "cloud-run"
+
+
+def _service_build_args(config: ProjectConfig, commit: str) -> tuple[str, ...]:
+    return (
+        "--build-arg",
+        f"ENVIRONMENT={config.environment}",
+        "--build-arg",
+        f"GIT_COMMIT={commit}",
+    )
+
+
+def compile_for_service(project_dir: str | Path, config: ProjectConfig) -> list[Path]:
+    """Compile every pipeline for the environment into ``build/service/pipelines``, with the
+    record (``compiled.json``) the service reads."""
+    from vertexkit.local import pipelines as compiling
+
+    folder = Path(project_dir) / SERVICE_PIPELINES
+    shutil.rmtree(folder, ignore_errors=True)
+    written = compiling.compile_pipelines(project_dir, config, output_dir=folder)
+    record = {
+        path.stem: {"environment": config.environment, "file": _file_digest(path)}
+        for path in written
+    }
+    (folder / "compiled.json").write_text(
+        json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    return written
+
+
+def _file_digest(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def package_name(project_dir: str | Path) -> str:
@@ -124,15 +180,34 @@ def plan_build(
         CommandStep(EXPORT, (uv_executable(), *EXPORT_ARGS), root),
         CommandStep(WHEELS, (*own, "wheels", root), root),
     ]
+    service = service_image_name(config, git_commit) if builds_service(config) else None
+    if service:
+        steps.append(
+            LocalStep(
+                SERVICE_COMPILE,
+                f"compile every pipeline for {config.environment} into {SERVICE_PIPELINES} "
+                "(what the service checks parameters against)",
+                lambda _: compile_for_service(root, config),
+            )
+        )
+    service_args = ("-f", SERVICE_DOCKERFILE, *_service_build_args(config, git_commit))
     if local_docker:  # BuildKit (needed by RUN --mount) is the default builder since Docker 23.
-        return [
-            *steps,
+        steps += [
             CommandStep(
                 DOCKER_BUILD, ("docker", "build", "-f", DOCKERFILE, "-t", image, "."), root
             ),
             CommandStep(DOCKER_PUSH, ("docker", "push", image), root),
             _digest_step(image, root),
         ]
+        if service:
+            steps += [
+                CommandStep(
+                    SERVICE_BUILD, ("docker", "build", *service_args, "-t", service, "."), root
+                ),
+                CommandStep(SERVICE_PUSH, ("docker", "push", service), root),
+                _digest_step(service, root, SERVICE_DIGEST),
+            ]
+        return steps
     gcp, bucket = config.gcp, config.names.bucket
     storage = endpoint("storage", gcp.region, config.endpoints)
     cloudbuild = endpoint("cloudbuild", gcp.region, config.endpoints)
@@ -146,9 +221,20 @@ def plan_build(
                 "name": DOCKER_BUILDER,
                 "args": ["build", "-f", DOCKERFILE, "-t", image, "."],
                 "env": ["DOCKER_BUILDKIT=1"],  # RUN --mount needs BuildKit
-            }
+            },
+            *(
+                [
+                    {
+                        "name": DOCKER_BUILDER,
+                        "args": ["build", *service_args, "-t", service, "."],
+                        "env": ["DOCKER_BUILDKIT=1"],
+                    }
+                ]
+                if service
+                else []
+            ),
         ],
-        "images": [image],
+        "images": [image, *([service] if service else [])],
         "tags": ["vertexkit", config.environment],
         "options": {"logging": "CLOUD_LOGGING_ONLY"},
     }
@@ -163,7 +249,9 @@ def plan_build(
     wait = f"{cloudbuild}/v1/{operation}"
     return [
         *steps,
-        CommandStep(PACK, (*own, "pack", root, context), cwd=root),
+        CommandStep(
+            PACK, (*own, "pack", root, context, *(["--service"] if service else [])), cwd=root
+        ),
         HttpStep(UPLOAD, "POST", url, upload=context, content_type=OCTET_STREAM),
         HttpStep(
             START,
@@ -269,10 +357,10 @@ def _pip(command: list[str], cwd: Path) -> None:
         raise BuildError(f"`{shlex.join(command)}` failed (its output is above)")
 
 
-def _digest_step(image: str, root: str) -> CommandStep:
+def _digest_step(image: str, root: str, name: str = DIGEST) -> CommandStep:
     """``docker inspect`` the pushed image; the answer names the image and its digest."""
     return CommandStep(
-        DIGEST,
+        name,
         ("docker", "inspect", "--format", "{{index .RepoDigests 0}}", image),
         root,
         extract=lambda output: {"image": image, "reference": output.strip()},
@@ -323,16 +411,48 @@ def record_build(project_dir: str | Path, env: str, responses: Responses) -> str
     if not image or not _DIGEST_RE.match(digest):
         raise BuildError(f"the build reported no image digest (image {image!r}, {digest!r})")
     reference = f"{repository}@{digest}"
-    record = {
+    record: dict[str, Any] = {
         "image": image,
         "digest": digest,
         "reference": reference,
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backend": backend,
     }
+    if service := _service_result(responses):
+        record["service"] = service
     target = Path(project_dir) / IMAGES_DIR / f"{env}.json"
     _write_atomically(target, lambda f: f.write((json.dumps(record, indent=2) + "\n").encode()))
     return reference
+
+
+def _service_result(responses: Responses) -> dict[str, str] | None:
+    """The service image and its digest among the build's answers, if one was built."""
+    if SERVICE_DIGEST in responses:
+        image = responses[SERVICE_DIGEST]["image"]
+        repository, _, digest = responses[SERVICE_DIGEST]["reference"].partition("@")
+    elif WAIT in responses:
+        images = responses[WAIT]["response"].get("results", {}).get("images") or []
+        if len(images) < 2:
+            return None
+        image, digest = images[1].get("name", ""), images[1].get("digest", "")
+        repository = image.rsplit(":", 1)[0]
+    else:
+        return None
+    if not _DIGEST_RE.match(digest) or image.rsplit(":", 1)[0] != repository:
+        raise BuildError(f"the build reported no digest for the service image {image!r}")
+    return {"image": image, "digest": digest, "reference": f"{repository}@{digest}"}
+
+
+def read_service_image(project_dir: str | Path, env: str) -> str:
+    """The submission service's image reference (``repo@sha256:...``) last built for ``env``."""
+    path = Path(project_dir) / IMAGES_DIR / f"{env}.json"
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8"))["service"]["reference"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise BuildError(
+            f"no service image built for environment {env!r}: with service.kind cloud-run, "
+            f"run `invoke build --env {env}`"
+        ) from None
 
 
 def read_image(project_dir: str | Path, env: str) -> str:
@@ -350,8 +470,9 @@ def read_image(project_dir: str | Path, env: str) -> str:
         ) from None
 
 
-def context_files(project_dir: str | Path) -> list[str]:
-    """What Docker sees of the project (``.dockerignore`` admits only build/wheels)."""
+def context_files(project_dir: str | Path, *, service: bool = False) -> list[str]:
+    """What Docker sees of the project (``.dockerignore`` admits only build/wheels; with
+    ``service``, also what the service's Dockerfile copies: config/ and its pipelines)."""
     root = Path(project_dir)
     if not (root / DOCKERFILE).is_file():
         raise BuildError(f"{DOCKERFILE} not found in {root}")
@@ -362,13 +483,29 @@ def context_files(project_dir: str | Path) -> list[str]:
             f"`uv {shlex.join(EXPORT_ARGS)}`, then `python -m vertexkit.gcp.build wheels .`"
         )
     extra = [name for name in (".dockerignore", DOCKERFILE) if (root / name).is_file()]
-    return sorted({p.relative_to(root).as_posix() for p in wheels} | set(extra))
+    files = {p.relative_to(root).as_posix() for p in wheels} | set(extra)
+    if service:
+        for required in (
+            SERVICE_DOCKERFILE,
+            SERVICE_DOCKERIGNORE,
+            f"{SERVICE_PIPELINES}/compiled.json",
+        ):
+            if not (root / required).is_file():
+                raise BuildError(f"{required} not found in {root}: the service image needs it")
+        for folder in ("config", SERVICE_PIPELINES):
+            files |= {
+                p.relative_to(root).as_posix()
+                for p in (root / folder).rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts
+            }
+        files |= {SERVICE_DOCKERFILE, SERVICE_DOCKERIGNORE}
+    return sorted(files)
 
 
-def pack_context(project_dir: str | Path, out: str | Path) -> Path:
+def pack_context(project_dir: str | Path, out: str | Path, *, service: bool = False) -> Path:
     """Write the build context as a reproducible ``tar.gz`` (fixed times and owners)."""
     root, out = Path(project_dir), Path(out)
-    files = context_files(root)
+    files = context_files(root, service=service)
     folders = sorted({str(parent) for f in files for parent in Path(f).parents} - {"."})
 
     def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -409,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     pack = commands.add_parser("pack", help="pack the Docker build context into a tar.gz")
     pack.add_argument("project_dir")
     pack.add_argument("out")
+    pack.add_argument("--service", action="store_true", help="with the service image's files")
     wheels = commands.add_parser("wheels", help=f"fill {WHEELS_DIR} from {LOCKED_REQUIREMENTS}")
     wheels.add_argument("project_dir")
     clean = commands.add_parser("clean", help=f"remove {WHEELS_DIR} (stale wheels)")
@@ -416,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.command == "pack":
-            print(pack_context(args.project_dir, args.out))
+            print(pack_context(args.project_dir, args.out, service=args.service))
         elif args.command == "wheels":
             print(build_wheels(args.project_dir))
         else:

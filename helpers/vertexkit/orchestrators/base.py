@@ -70,6 +70,7 @@ class Run:
     display_name: str = ""
     created: str = ""  # ISO 8601, as the orchestrator gave it
     url: str = ""  # where a person sees the run
+    name: str = ""  # the orchestrator's resource name (projects/.../pipelineJobs/ID; KFP: the id)
 
     @property
     def finished(self) -> bool:
@@ -86,6 +87,8 @@ class Orchestrator(ABC):
     name: ClassVar[str]  # the config's ``orchestrator`` value
     title: ClassVar[str]  # for people: "Vertex AI Pipelines"
     supports_schedules: ClassVar[bool] = False
+    # Whether runs carry labels (``plan_submit(labels=...)``) and can be found by them.
+    supports_labels: ClassVar[bool] = False
 
     def __init__(self, config: ProjectConfig) -> None:
         self.config = config
@@ -129,12 +132,15 @@ class Orchestrator(ABC):
         *,
         template_name: str,
         published_in_plan: bool = False,
+        labels: Mapping[str, str] | None = None,
+        display_name: str | None = None,
     ) -> list[Step]:
         """Submit one run of ``pipeline`` (a file in ``pipelines/``) with typed ``parameters``.
 
         The template is the one this release published: by an earlier step of the same plan
         (``published_in_plan``) or before. ``template_name`` is the compiled pipeline's own name
-        (``pipelineInfo.name``).
+        (``pipelineInfo.name``). ``labels`` are added to the run's own labels (only where
+        ``supports_labels``); ``display_name`` replaces the default one.
         """
 
     @abstractmethod
@@ -163,6 +169,11 @@ class Orchestrator(ABC):
     @abstractmethod
     def render_runs(self, responses: Responses) -> str:
         """The runs that ``plan_list_runs`` read, one line each, for people."""
+
+    def plan_find_runs(self, labels: Mapping[str, str], limit: int = 10) -> list[Step]:
+        """The environment's newest runs that carry every one of ``labels`` (read with
+        ``runs``); only where ``supports_labels``."""
+        raise NotImplementedError(f"{self.title} runs carry no labels")
 
     @abstractmethod
     def plan_read_run(self, run_id: str) -> list[Step]:

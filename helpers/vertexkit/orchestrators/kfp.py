@@ -412,6 +412,7 @@ def plan_submit(
     parameters: Mapping[str, Any],
     commit: str | None = None,
     now: datetime | None = None,
+    display_name: str | None = None,
 ) -> list[Step]:
     """Experiment, then a run. With ``commit`` the run uses the newest version published from
     that commit (``invoke run --env``); without, the version uploaded earlier in the same plan
@@ -424,7 +425,7 @@ def plan_submit(
         )
         steps += lookup
         version_step = lookup[-1].step
-    display = run_name(pipeline, now or datetime.now(timezone.utc))
+    display = display_name or run_name(pipeline, now or datetime.now(timezone.utc))
     steps.append(
         plan_run(
             settings,
@@ -621,7 +622,11 @@ class KubeflowPipelines(Orchestrator):
         *,
         template_name: str,
         published_in_plan: bool = False,
+        labels: Mapping[str, str] | None = None,
+        display_name: str | None = None,
     ) -> list[Step]:
+        if labels:
+            raise ValueError("Kubeflow Pipelines runs carry no labels")
         return plan_submit(
             self.settings,
             pipeline,
@@ -630,6 +635,7 @@ class KubeflowPipelines(Orchestrator):
             parameters=parameters,
             commit=None if published_in_plan else release.commit,
             now=self._now(),
+            display_name=display_name,
         )
 
     def submitted(self, responses: Responses) -> Run | None:
@@ -677,4 +683,5 @@ class KubeflowPipelines(Orchestrator):
             display_name=str(run.get("display_name", "")),
             created=str(run.get("created_at", "")),
             url=run_url(self.settings, run_id),
+            name=run_id,
         )

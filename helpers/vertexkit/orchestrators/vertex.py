@@ -73,8 +73,13 @@ def pipeline_job(
     template_uri: str,
     parameter_values: Mapping[str, Any],
     git_commit: str,
+    pipeline: str | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The PipelineJob resource: template, runtime config, service account, labels."""
+    """The PipelineJob resource: template, runtime config, service account, labels.
+
+    ``labels`` come first, so that vertexkit's own (environment, commit ...) win.
+    """
     return {
         "displayName": display_name,
         "templateUri": template_uri,
@@ -84,10 +89,11 @@ def pipeline_job(
         },
         "serviceAccount": config.names.pipeline_service_account,
         "labels": {
+            **(labels or {}),
             "vertexkit-version": label_value(vertexkit.__version__.replace(".", "-")),
             "git-commit": label_value(git_commit),
             "environment": label_value(config.environment),
-            "pipeline": label_value(display_name),
+            "pipeline": label_value(pipeline or display_name),
         },
     }
 
@@ -100,15 +106,19 @@ def plan_run(
     parameter_values: Mapping[str, Any],
     git_commit: str,
     now: datetime | None = None,
+    labels: Mapping[str, str] | None = None,
+    display_name: str | None = None,
 ) -> HttpStep:
     """The request that submits one run of ``pipeline_name``."""
     run_id = job_id(pipeline_name, now or datetime.now(timezone.utc))
     body = pipeline_job(
         config,
-        display_name=pipeline_name,
+        display_name=display_name or pipeline_name,
         template_uri=template_uri,
         parameter_values=parameter_values,
         git_commit=git_commit,
+        pipeline=pipeline_name,
+        labels=labels,
     )
     url = f"{api(config)}/pipelineJobs?pipelineJobId={run_id}"
     return HttpStep(f"submit {pipeline_name}", "POST", url, body)
@@ -152,9 +162,13 @@ def wait(
     )
 
 
-def plan_status(config: ProjectConfig, limit: int = 10) -> HttpStep:
-    """The environment's latest runs (those labelled with it when submitted)."""
-    label = quote(f'labels.environment="{label_value(config.environment)}"')
+def plan_status(
+    config: ProjectConfig, limit: int = 10, labels: Mapping[str, str] | None = None
+) -> HttpStep:
+    """The environment's latest runs (those labelled with it when submitted), with ``labels``
+    too when given."""
+    wanted = {**(labels or {}), "environment": label_value(config.environment)}
+    label = quote(" AND ".join(f'labels.{key}="{value}"' for key, value in wanted.items()))
     url = f"{api(config)}/pipelineJobs?filter={label}&orderBy=create_time%20desc&pageSize={limit}"
     return HttpStep("list runs", "GET", url)
 
@@ -352,6 +366,7 @@ class VertexPipelines(Orchestrator):
     name = "vertex"
     title = "Vertex AI Pipelines"
     supports_schedules = True
+    supports_labels = True
 
     def plan_publish(
         self, templates: Mapping[str, Path], release: Release, *, compiled_earlier: bool = True
@@ -385,6 +400,8 @@ class VertexPipelines(Orchestrator):
         *,
         template_name: str,
         published_in_plan: bool = False,
+        labels: Mapping[str, str] | None = None,
+        display_name: str | None = None,
     ) -> list[Step]:
         # Published in the plan or before, the template carries the commit as its tag.
         uri = vertex_templates.template_uri(self.config, template_name, release.commit)
@@ -394,6 +411,8 @@ class VertexPipelines(Orchestrator):
             template_uri=uri,
             parameter_values=parameters,
             git_commit=release.commit,
+            labels=labels,
+            display_name=display_name,
         )
         return [
             *plan_experiment(self.config),
@@ -420,6 +439,9 @@ class VertexPipelines(Orchestrator):
 
     def plan_list_runs(self, limit: int = 10) -> list[Step]:
         return [plan_status(self.config, limit)]
+
+    def plan_find_runs(self, labels: Mapping[str, str], limit: int = 10) -> list[Step]:
+        return [plan_status(self.config, limit, labels)]
 
     def runs(self, responses: Responses) -> list[Run]:
         jobs = (responses.get("list runs") or {}).get("pipelineJobs") or []
@@ -476,4 +498,5 @@ class VertexPipelines(Orchestrator):
             display_name=str(job.get("displayName", "")),
             created=str(job.get("createTime", "")),
             url=console_url(self.config, run_id),
+            name=str(job.get("name", "")),
         )

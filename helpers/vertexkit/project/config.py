@@ -170,6 +170,37 @@ class ProvisioningConfig(_Strict):
         return value
 
 
+ServiceKind = Literal["cloud-run", "cloud-functions", "none"]
+SERVICE_KINDS: tuple[str, ...] = ("cloud-run", "cloud-functions", "none")
+
+
+class ServiceConfig(_Strict):
+    """The submission service (services/submission/): how it runs and what it accepts."""
+
+    kind: ServiceKind = Field(
+        default="none",
+        description="cloud-run (a container), cloud-functions (2nd gen) or none (no service).",
+    )
+    max_body_bytes: int = Field(
+        default=65536,
+        ge=1024,
+        le=10_485_760,
+        description="Largest request body the service reads; larger ones are refused with 413.",
+    )
+    push_audience: str | None = Field(
+        default=None,
+        min_length=1,
+        description="When set, POST /pubsub/push accepts only Pub/Sub push requests whose OIDC "
+        "token has this audience (the push subscription's audience, e.g. the service URL).",
+    )
+    push_service_account: str | None = Field(
+        default=None,
+        min_length=1,
+        description="When set, POST /pubsub/push accepts only OIDC tokens of this service "
+        "account e-mail (the push subscription's service account).",
+    )
+
+
 class ResourcesConfig(_Strict):
     """Names of the environment's cloud resources; unset names derive from the naming prefix."""
 
@@ -205,6 +236,7 @@ class Resources(_Strict):
     deployer_service_account: str
     build_service_account: str
     state_bucket: str
+    submission_service_account: str
 
     @property
     def pipeline_root(self) -> str:
@@ -413,6 +445,11 @@ class ProjectConfig(_Strict):
     ci: CiConfig = Field(
         default_factory=CiConfig, description="The CI system and the source repository it builds."
     )
+    service: ServiceConfig = Field(
+        default_factory=ServiceConfig,
+        description="The submission service that starts the project's published pipelines "
+        "(services/submission/).",
+    )
 
     _environment: str = PrivateAttr(default="local")
     _sources: dict[Path_, str] = PrivateAttr(default_factory=dict)
@@ -483,6 +520,7 @@ class ProjectConfig(_Strict):
             deployer_service_account=f"{prefix}-deployer@{project}.iam.gserviceaccount.com",
             build_service_account=f"{prefix}-builder@{project}.iam.gserviceaccount.com",
             state_bucket=self.provisioning.state_bucket or f"{project}-{prefix}-tfstate",
+            submission_service_account=f"{prefix}-submit@{project}.iam.gserviceaccount.com",
         )
 
     def pipeline(self, name: str) -> PipelineConfig:
