@@ -31,6 +31,7 @@ from pydantic import (
 from vertexkit.project import naming
 from vertexkit.project.naming import secret_name_problem
 from vertexkit.project.params import ParameterRule
+from vertexkit.project.schedule import cron_problem, timezone_problem
 from vertexkit.project.settings import ComponentName, ComponentResources, KfpSettings
 
 BASE_FILE = "base.yaml"
@@ -107,6 +108,38 @@ class GcpConfig(_Strict):
         return value
 
 
+class ScheduleConfig(_Strict):
+    """When a pipeline runs on its own, in one environment (``invoke schedule`` applies it)."""
+
+    cron: str = Field(
+        description="Five-field unix cron (minute hour day-of-month month day-of-week), e.g. "
+        "'0 6 * * MON'; lists, ranges, */n steps and the names JAN-DEC, SUN-SAT."
+    )
+    timezone: str = Field(
+        default="UTC",
+        description="IANA time zone the cron is read in, e.g. Europe/Paris (default UTC).",
+    )
+    parameters: dict[ParameterName, Any] = Field(
+        default_factory=dict,
+        description="Values of the scheduled runs' parameters; they win over the pipeline's "
+        "configured parameters and lose to --param.",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if problem := cron_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if problem := timezone_problem(value):
+            raise ValueError(problem)
+        return value
+
+
 class PipelineConfig(_Strict):
     """Settings of one pipeline in ``pipelines/``."""
 
@@ -126,6 +159,11 @@ class PipelineConfig(_Strict):
         default=False,
         description="Vertex AI's execution cache for every task, set when compiling for an "
         "environment; local runs always execute every task.",
+    )
+    schedule: ScheduleConfig | None = Field(
+        default=None,
+        description="When the pipeline runs on its own in this environment (scheduler: vertex or "
+        "cloud-scheduler); `invoke schedule --env ENV` applies it.",
     )
 
 
@@ -170,6 +208,35 @@ class ProvisioningConfig(_Strict):
         return value
 
 
+class ServiceConfig(_Strict):
+    """The submission service of ``services/submission/`` (issue 10)."""
+
+    kind: Literal["cloud-run", "cloud-functions", "none"] = Field(
+        default="none",
+        description="Where the submission service runs: cloud-run, cloud-functions (2nd gen) or "
+        "none.",
+    )
+    max_body_bytes: int = Field(
+        default=65536,
+        ge=1024,
+        le=10_485_760,
+        description="Largest request body the service accepts, in bytes.",
+    )
+    push_audience: str | None = Field(
+        default=None,
+        description="When set, the service checks that Pub/Sub push OIDC tokens carry this "
+        "audience.",
+    )
+    push_service_account: str | None = Field(
+        default=None,
+        description="When set, the service checks that Pub/Sub push OIDC tokens were issued to "
+        "this service account e-mail.",
+    )
+
+
+SCHEDULERS: tuple[str, ...] = ("vertex", "cloud-scheduler", "none")
+
+
 class ResourcesConfig(_Strict):
     """Names of the environment's cloud resources; unset names derive from the naming prefix."""
 
@@ -205,6 +272,7 @@ class Resources(_Strict):
     deployer_service_account: str
     build_service_account: str
     state_bucket: str
+    submission_service_account: str
 
     @property
     def pipeline_root(self) -> str:
@@ -269,6 +337,15 @@ class ProjectConfig(_Strict):
             "name in gcp.project_id on Vertex AI. Names only, never values."
         ),
     )
+    service: ServiceConfig = Field(
+        default_factory=ServiceConfig,
+        description="The submission service that starts pipeline runs over HTTP and Pub/Sub.",
+    )
+    scheduler: Literal["vertex", "cloud-scheduler", "none"] = Field(
+        default="none",
+        description="What runs pipelines.<name>.schedule: vertex (Vertex AI schedules), "
+        "cloud-scheduler (Cloud Scheduler -> Pub/Sub -> the submission service) or none.",
+    )
 
     _environment: str = PrivateAttr(default="local")
     _sources: dict[Path_, str] = PrivateAttr(default_factory=dict)
@@ -297,6 +374,23 @@ class ProjectConfig(_Strict):
             raise ValueError(
                 "orchestrator is kfp: add a kfp section with the cluster's API URL, "
                 "e.g. kfp: {host: https://kfp.example.com}"
+            )
+        return value
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler_possible(cls, value: str, info: ValidationInfo) -> str:
+        service = info.data.get("service")
+        if value == "cloud-scheduler" and service is not None and service.kind == "none":
+            raise ValueError(
+                "cloud-scheduler publishes to Pub/Sub, which pushes to the submission service, "
+                "and service.kind is none: set service.kind to cloud-run or cloud-functions, or "
+                "scheduler to vertex or none"
+            )
+        if value == "vertex" and info.data.get("orchestrator") == "kfp":
+            raise ValueError(
+                "vertex schedules run on Vertex AI Pipelines, and orchestrator is kfp: set "
+                "scheduler to cloud-scheduler (with a submission service) or none"
             )
         return value
 
@@ -339,6 +433,7 @@ class ProjectConfig(_Strict):
             deployer_service_account=f"{prefix}-deployer@{project}.iam.gserviceaccount.com",
             build_service_account=f"{prefix}-builder@{project}.iam.gserviceaccount.com",
             state_bucket=self.provisioning.state_bucket or f"{project}-{prefix}-tfstate",
+            submission_service_account=f"{prefix}-submit@{project}.iam.gserviceaccount.com",
         )
 
     def pipeline(self, name: str) -> PipelineConfig:
