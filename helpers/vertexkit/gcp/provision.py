@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vertexkit.gcp import service_infra
 from vertexkit.gcp.infrastructure import (
     Binding,
     Bucket,
@@ -192,7 +193,7 @@ def plan_infrastructure(config: ProjectConfig) -> Infrastructure:
         )
         for secret in secrets
     ]
-    return Infrastructure(
+    infra = Infrastructure(
         environment=config.environment,
         project_id=project,
         region=region,
@@ -209,6 +210,7 @@ def plan_infrastructure(config: ProjectConfig) -> Infrastructure:
         bindings=tuple(bindings),
         state_bucket=names.state_bucket,
     )
+    return service_infra.with_submission(infra, config)
 
 
 def tfvars(infra: Infrastructure) -> dict[str, Any]:
@@ -247,6 +249,7 @@ def tfvars(infra: Infrastructure) -> dict[str, Any]:
         "repository_roles": roles("repository", "repository"),
         "service_account_roles": roles("service_account", "service_account"),
         "secret_roles": roles("secret", "secret"),
+        **service_infra.tfvars(infra),
     }
 
 
@@ -297,6 +300,7 @@ def identities_table(infra: Infrastructure) -> str:
             if b.member == account.member:
                 where = b.scope.replace("_", " ")
                 rows.append(f"| | `{b.role}` | {where} `{b.resource}` | {b.why} |")
+    rows += service_infra.identities_rows(infra)
     return "\n".join(rows)
 
 
@@ -421,7 +425,7 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path) -> list[Step]:
                 unless=_gcloud("secrets", "describe", secret.name, project),
             )
         )
-    for b in infra.bindings:
+    for b in service_infra.provision_bindings(infra):
         steps.append(
             CommandStep(
                 f"grant {b.role} on {b.scope.replace('_', ' ')} {b.resource} to "
@@ -430,6 +434,7 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path) -> list[Step]:
                 retry_delays=IAM_RETRY_DELAYS,
             )
         )
+    steps += service_infra.plan_gcloud(infra, project_dir, IAM_RETRY_DELAYS)
     return steps
 
 
@@ -443,6 +448,7 @@ def plan_gcloud_teardown(
     """
     project, location = f"--project={infra.project_id}", f"--location={infra.region}"
     steps: list[Step] = [confirmation("delete these resources?", yes, what="deprovision")]
+    steps += service_infra.plan_gcloud_teardown(infra)
     for b in reversed(infra.bindings_on("project")):
         email = b.member.split(":", 1)[1]
         steps.append(
@@ -626,6 +632,7 @@ def plan_terraform(
     saved = plan_file(project_dir, env)
     return [
         *plan_state_bucket(infra, endpoints),
+        *service_infra.plan_terraform_extras(infra, project_dir),
         _write_tfvars(infra, project_dir),
         _init(infra, cwd),
         CommandStep(
@@ -715,9 +722,11 @@ def managed_elsewhere(env: str) -> str:
     )
 
 
-def plan_provision(config: ProjectConfig, project_dir: Path, *, yes: bool) -> list[Step]:
+def plan_provision(
+    config: ProjectConfig, project_dir: Path, *, yes: bool, service_image: str | None = None
+) -> list[Step]:
     """The provisioning steps of ``config``'s environment with its configured tool."""
-    infra = plan_infrastructure(config)
+    infra = service_infra.for_deploy(plan_infrastructure(config), project_dir, service_image)
     tool = config.provisioning.tool
     if tool == "none":
         raise ProvisioningError(managed_elsewhere(config.environment))
@@ -731,7 +740,7 @@ def plan_deprovision(
     config: ProjectConfig, project_dir: Path, *, yes: bool, delete_data: bool
 ) -> tuple[list[Step], list[str]]:
     """The teardown steps and what they keep, with the configured tool."""
-    infra = plan_infrastructure(config)
+    infra = service_infra.for_deploy(plan_infrastructure(config), project_dir)
     tool = config.provisioning.tool
     if tool == "none":
         raise ProvisioningError(managed_elsewhere(config.environment))
