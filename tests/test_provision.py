@@ -165,6 +165,17 @@ SPEC_KEYS = {
     "repository_roles": list,
     "service_account_roles": list,
     "secret_roles": list,
+    # the submission service (tests/test_service_infra.py): empty without one
+    "agent_service_account_roles": list,
+    "run_services": dict,
+    "functions": dict,
+    "pubsub_topics": list,
+    "push_subscriptions": dict,
+    "pull_subscriptions": dict,
+    "scheduler_jobs": dict,
+    "run_service_roles": list,
+    "topic_roles": list,
+    "subscription_roles": list,
 }
 
 

@@ -459,6 +459,7 @@ def schedule(
         ),
         root,
         env,
+        release=False,  # read by the plan when a Vertex AI schedule needs it
     )
     _apply(steps, dry_run, json, env, root=root)
 

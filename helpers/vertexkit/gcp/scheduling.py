@@ -121,19 +121,22 @@ def _with_parameters(config: ProjectConfig, wanted: Wanted) -> ProjectConfig:
 def plan_schedules(
     project_dir: Path,
     config: ProjectConfig,
-    release: Release,
+    release: Release | None,
     pipeline: str | None,
     action: str,
     cron: str | None,
     overrides: Mapping[str, str],
 ) -> list[Step]:
-    """The steps that create or update (by name), pause, resume or delete the schedules."""
+    """The steps that create or update (by name), pause, resume or delete the schedules.
+    ``release``: the commit whose templates Vertex AI schedules run (None: read it here, only
+    when needed)."""
     wanted = wanted_schedules(config, pipeline, action, cron)
     if pipeline is None and overrides:
         raise ScheduleError("--param changes one schedule: name its pipeline with --pipeline")
     steps: list[Step] = []
     for one in wanted:
         if config.scheduler == "vertex":
+            release = release or Release.of(project_dir)
             steps += _vertex(project_dir, config, release, one, action, overrides)
         else:
             steps += plan_job(project_dir, config, one, action, overrides)
