@@ -1,5 +1,5 @@
 # Pub/Sub route of run requests to the submission service: a topic that Cloud Scheduler jobs
-# (and other systems) publish {"pipeline": NAME, "parameters": {...}} to, a push subscription
+# (and other systems) publish JSON run requests to (pipeline and parameters), a push subscription
 # that delivers each message to the service with an OIDC token of the push account, retried with
 # backoff, and a dead-letter topic, kept by a pull subscription, for messages that failed
 # max_delivery_attempts times.
