@@ -740,7 +740,7 @@ def plan_deprovision(
     config: ProjectConfig, project_dir: Path, *, yes: bool, delete_data: bool
 ) -> tuple[list[Step], list[str]]:
     """The teardown steps and what they keep, with the configured tool."""
-    infra = service_infra.for_deploy(plan_infrastructure(config), project_dir)
+    infra = plan_infrastructure(config)
     tool = config.provisioning.tool
     if tool == "none":
         raise ProvisioningError(managed_elsewhere(config.environment))

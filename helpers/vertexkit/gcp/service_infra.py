@@ -416,16 +416,17 @@ def for_deploy(
 def _without_service(infra: Infrastructure, note: str) -> Infrastructure:
     assert infra.submission is not None
     name = infra.submission.name
+    pushing = {s.name for s in infra.subscriptions if s.push_path}
     return replace(
         infra,
         submission=None,
-        subscriptions=tuple(s for s in infra.subscriptions if not s.push_path),
+        subscriptions=tuple(s for s in infra.subscriptions if s.name not in pushing),
         scheduler_jobs=(),
         bindings=tuple(
             b
             for b in infra.bindings
             if not (b.scope == "run_service" and b.resource == name)
-            and not (b.scope == "subscription" and b.resource.endswith("-push"))
+            and not (b.scope == "subscription" and b.resource in pushing)
             and b.member != SCHEDULER_AGENT
         ),
         notes=(*infra.notes, note),
