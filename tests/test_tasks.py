@@ -216,6 +216,7 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
                 "parameters": {"n": 5, "label": "rows", "ratio": 1},
                 "parameter_rules": {},
                 "enable_caching": True,
+                "schedule": None,
             }
         },
         "local": {"output_dir": "build/local"},
@@ -231,6 +232,13 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
         "orchestrator": "vertex",
         "kfp": None,
         "secrets": [],
+        "service": {
+            "kind": "none",
+            "max_body_bytes": 65536,
+            "push_audience": None,
+            "push_service_account": None,
+        },
+        "scheduler": "none",
     }
     # Keys keep the models' order (name first), not alphabetical order.
     assert rest.splitlines()[0] == "name: demo"
@@ -240,6 +248,7 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
         "#   deployer_service_account: demo-deployer@acme-ml-dev.iam.gserviceaccount.com",
         "#   build_service_account: demo-builder@acme-ml-dev.iam.gserviceaccount.com",
         "#   state_bucket: acme-ml-dev-demo-tfstate",
+        "#   submission_service_account: demo-submit@acme-ml-dev.iam.gserviceaccount.com",
     ):
         assert line in rest.splitlines()
 
