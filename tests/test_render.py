@@ -131,7 +131,8 @@ def test_rendered_project(tmp_path: Path, envs: list[str], python: str, orchestr
         assert (config.pipeline("training").schedule is not None) == (schedule != "none")
     readme = (project / "README.md").read_text()
     assert ("invoke schedule" in readme) == (schedule != "none")
-    assert ("## Schedules" in readme) == (schedule != "none")
+    assert ("\n\n## Schedules\n\n" in readme) == (schedule != "none")
+    assert "\n\n## Provisioning\n\n" in readme
     assert ("Cloud Scheduler" in readme) == (schedule == "cloud-scheduler")
     _ruff_clean(project)
 
