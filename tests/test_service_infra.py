@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.recording_server import RecordingServer
 from tests.template_support import ROOT
 from tests.test_infra import TEMPLATE_TF, _plan_variables
-from tests.test_provision import calls, fake_tool, run_invoke, use_tool
+from tests.test_provision import FAKE_TERRAFORM, calls, fake_tool, run_invoke, use_tool
 from vertexkit.gcp import provision, service_infra
 from vertexkit.project.config import ProjectConfig, load_config
 
@@ -369,3 +370,29 @@ def test_docs_show_the_services_identities() -> None:
     for row in shown.splitlines()[2:]:
         if "as above" not in row:
             assert row in full, row
+
+
+def test_invoke_provision_with_terraform_zips_then_writes_the_variables(
+    project: Path, tmp_path: Path, recording_server: RecordingServer
+) -> None:
+    """Through the CLI with a fake terraform: the function's source is zipped before `terraform
+    plan` reads the variables, which name it; the notes of what waits are shown."""
+    bin_dir = tmp_path / "bin"
+    fake_tool(bin_dir, "terraform", FAKE_TERRAFORM)
+    _with_service(project, "terraform", kind="cloud-functions")
+    (project / "infra" / "terraform").mkdir(parents=True)
+    (project / "services" / "submission").mkdir(parents=True)
+    (project / "services" / "submission" / "main.py").write_text("def handle(request): ...\n")
+    recording_server.route("GET", "/storage/v1/b/.*", (200, {"name": "state"}))
+    storage = {"VERTEXKIT_ENDPOINT_STORAGE": recording_server.url}
+    result = run_invoke(
+        project, tmp_path, bin_dir, "provision", "--env", "dev", "--yes", extra=storage
+    )
+    assert result.returncode == 0, result.stderr
+    [plan] = [c for c in calls(tmp_path) if c["argv"][2] == "plan"]
+    [function] = plan["var_file"]["functions"].values()
+    with zipfile.ZipFile(function["source_path"]) as archive:
+        assert archive.namelist() == ["main.py"]
+    assert function["service_account"] == SUBMIT.split(":")[1]
+    assert set(plan["var_file"]["scheduler_jobs"]) == {"demo-training-dev", "demo-prediction-dev"}
+    assert "cloudfunctions.googleapis.com" in plan["var_file"]["apis"]
