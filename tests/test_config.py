@@ -252,7 +252,7 @@ def test_unknown_top_level_key_suggests_the_nearest(tmp_path: Path) -> None:
     )
     assert (
         "(valid: ci, components, endpoints, gcp, kfp, local, name, naming_prefix, orchestrator, "
-        "parameters, pipelines, provisioning, resources, secrets, service)" in message
+        "parameters, pipelines, provisioning, resources, scheduler, secrets, service)" in message
     )
     # ... and the real key is then missing.
     assert "config/base.yaml: naming_prefix: required setting is missing" in message
@@ -277,7 +277,7 @@ def test_unknown_key_in_a_pipeline_entry_gets_a_suggestion(tmp_path: Path) -> No
     write_config(tmp_path, dev="pipelines:\n  training:\n    paramters:\n      n: 4\n")
     message = config_error(tmp_path, "dev")
     assert "did you mean 'parameters'?" in message
-    assert "(valid: enable_caching, parameter_rules, parameters)" in message
+    assert "(valid: enable_caching, parameter_rules, parameters, schedule)" in message
 
 
 def test_unknown_key_from_environment_variable(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from packaging.utils import canonicalize_name
 import vertexkit
 from tests.template_support import ROOT, render
 from vertexkit.project import naming
+from vertexkit.project import schedule as schedule_rules
 from vertexkit.project.config import environments, load_config
 
 try:
@@ -142,6 +143,31 @@ BAD_ANSWERS = [
         "gitlab_host",
         "must not hold credentials",
     ),
+    ({"submission_service": "lambda"}, "submission_service", "lambda"),
+    ({"schedule": "cron"}, "schedule", "cron"),
+    (
+        {"schedule": "cloud-scheduler", "submission_service": "none"},
+        "schedule",
+        "submission_service is none: choose submission_service cloud-run or cloud-functions, "
+        "or schedule vertex or none",
+    ),
+    (
+        {"schedule": "vertex", "orchestrator": "kfp"},
+        "schedule",
+        "orchestrator is kfp: choose schedule cloud-scheduler (with a submission_service) or "
+        "none, or orchestrator vertex",
+    ),
+    ({"schedule": "vertex", "schedule_cron": "0 6 * *"}, "schedule_cron", "has 4 fields"),
+    (
+        {"schedule": "vertex", "schedule_cron": "0 6 * * MONDAY"},
+        "schedule_cron",
+        'day of week "MONDAY": "MONDAY" is not a number 0-7 or a name SUN-SAT',
+    ),
+    (
+        {"schedule": "cloud-scheduler", "schedule_timezone": "Paris"},
+        "schedule_timezone",
+        '"Paris" is not an IANA time zone name',
+    ),
 ]
 
 
@@ -166,6 +192,12 @@ def test_defaults_need_only_a_project_id(tmp_path: Path) -> None:
     assert answers["gcp_project_id"] == "acme-ml-dev"
     assert answers["environments"] == ["dev", "prod"]
     assert answers["naming_prefix"] == "ml-pipelines"
+    assert (answers["submission_service"], answers["schedule"]) == ("cloud-run", "none")
+    assert "schedule_cron" not in answers  # asked only with a schedule
+    config = load_config(dest)
+    assert config.scheduler == "none" and config.pipeline("training").schedule is None
+    readme = (dest / "README.md").read_text()
+    assert "invoke schedule" not in readme and "## Schedules" not in readme
     computed = {"vertexkit_version", "vertexkit_location", "vertexkit_revision"}
     assert not computed & set(answers), "computed values must not be stored"
 
@@ -337,6 +369,46 @@ def test_no_ci_asks_no_repository(tmp_path: Path) -> None:
     }
     stored = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert stored["ci"] == "none" and "source_repo" not in stored
+
+
+# The schedule_cron and schedule_timezone rules and vertexkit.project.schedule agree.
+# One value per branch of the rule.
+CRONS = [
+    *["0 6 * * MON", "*/15 * * * *", "0 0 1-31/2 jan-DEC 0,7", "60 * * * *", "* * * *"],
+    *["5/10 * * * *", "0 0 ? * *", "0 0 * * 5-1", "0 0 1,,2 * *", "*/0 * * * *", "1-2-3 * * * *"],
+]
+TIME_ZONES = ["UTC", "America/Argentina/Buenos_Aires", "Paris", "EST"]
+
+
+@pytest.mark.parametrize("cron", CRONS)
+def test_cron_rule_agrees_with_vertexkit(tmp_path: Path, cron: str) -> None:
+    answers = {"schedule": "vertex", "schedule_cron": cron}
+    assert _copier_accepts(tmp_path, answers) == (schedule_rules.cron_problem(cron) is None)
+
+
+@pytest.mark.parametrize("zone", TIME_ZONES)
+def test_time_zone_rule_agrees_with_vertexkit(tmp_path: Path, zone: str) -> None:
+    answers = {"schedule": "vertex", "schedule_timezone": zone}
+    assert _copier_accepts(tmp_path, answers) == (schedule_rules.timezone_problem(zone) is None)
+
+
+def test_schedule_answers_become_the_training_schedule(tmp_path: Path) -> None:
+    answers = {
+        "schedule": "cloud-scheduler",
+        "schedule_cron": "30 5 * * MON-FRI",
+        "schedule_timezone": "Europe/Paris",
+        "submission_service": "cloud-functions",
+    }
+    project = render(tmp_path / "p", answers)
+    config = load_config(project, "dev")
+    assert (config.scheduler, config.service.kind) == ("cloud-scheduler", "cloud-functions")
+    schedule = config.pipeline("training").schedule
+    assert schedule is not None
+    assert (schedule.cron, schedule.timezone) == ("30 5 * * MON-FRI", "Europe/Paris")
+    readme = (project / "README.md").read_text()
+    assert "`30 5 * * MON-FRI` (Europe/Paris)" in readme and "Cloud Scheduler" in readme
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["schedule_cron"] == "30 5 * * MON-FRI"
 
 
 def _copier_accepts(tmp_path: Path, answers: dict) -> bool:

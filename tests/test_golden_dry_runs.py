@@ -57,9 +57,11 @@ STAMP = re.compile(r"(?<![0-9])20[0-9]{12}(?![0-9])")
 
 def _project(tmp_path: Path, orchestrator: str) -> Path:
     root = copy_project(tmp_path / "project")
+    base = root / "config" / "base.yaml"
     if orchestrator == "kfp":
-        base = root / "config" / "base.yaml"
         base.write_text(base.read_text() + KFP_CONFIG)
+    else:
+        base.write_text(base.read_text() + "scheduler: vertex\n")
     (root / "pyproject.toml").write_text(
         '[project]\nname = "demo"\nversion = "0.1.0"\nrequires-python = ">=3.10"\n'
     )

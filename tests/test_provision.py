@@ -168,6 +168,17 @@ SPEC_KEYS = {
     # The CI system's pool or Cloud Build connection (docs/ci-identity.md): null without CI.
     "ci_pool": (dict, type(None)),
     "cloud_build": (dict, type(None)),
+    # the submission service (tests/test_service_infra.py): empty without one
+    "agent_service_account_roles": list,
+    "run_services": dict,
+    "functions": dict,
+    "pubsub_topics": list,
+    "push_subscriptions": dict,
+    "pull_subscriptions": dict,
+    "scheduler_jobs": dict,
+    "run_service_roles": list,
+    "topic_roles": list,
+    "subscription_roles": list,
 }
 
 

@@ -70,11 +70,25 @@ def _ruff_clean(project: Path) -> None:
 
 @pytest.mark.parametrize(("envs", "python", "orchestrator"), MATRIX, ids=lambda v: str(v))
 def test_rendered_project(tmp_path: Path, envs: list[str], python: str, orchestrator: str) -> None:
+    # Schedules and the submission service vary along the matrix: every allowed value is
+    # rendered (cloud-scheduler needs a service; vertex schedules need Vertex AI Pipelines).
+    index = MATRIX.index((envs, python, orchestrator))
+    kinds = (
+        ["none", "vertex", "cloud-scheduler"]
+        if orchestrator == "vertex"
+        else ["none", "cloud-scheduler"]
+    )
+    schedule = kinds[index // 2 % len(kinds)]
+    service = ["cloud-run", "cloud-functions", "none"][index % 3]
+    if schedule == "cloud-scheduler" and service == "none":
+        service = "cloud-run"
     answers = {
         "environments": envs,
         "python_version": python,
         "package_name": "demo_pkg",
         "orchestrator": orchestrator,
+        "submission_service": service,
+        "schedule": schedule,
     }
     project = render(tmp_path / "project", answers)
     for relative in EXPECTED_FILES:
@@ -113,8 +127,13 @@ def test_rendered_project(tmp_path: Path, envs: list[str], python: str, orchestr
         assert config.gcp.project_id == "acme-ml-dev"
         assert config.orchestrator == orchestrator
         assert (config.kfp is not None) == (orchestrator == "kfp")
+        assert (config.scheduler, config.service.kind) == (schedule, service)
+        assert (config.pipeline("training").schedule is not None) == (schedule != "none")
     readme = (project / "README.md").read_text()
-    assert ("invoke schedule" in readme) == (orchestrator == "vertex")
+    assert ("invoke schedule" in readme) == (schedule != "none")
+    assert ("\n\n## Schedules\n\n" in readme) == (schedule != "none")
+    assert "\n\n## Provisioning\n\n" in readme
+    assert ("Cloud Scheduler" in readme) == (schedule == "cloud-scheduler")
     _ruff_clean(project)
 
 

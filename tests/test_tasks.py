@@ -218,6 +218,7 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
                 "parameters": {"n": 5, "label": "rows", "ratio": 1},
                 "parameter_rules": {},
                 "enable_caching": True,
+                "schedule": None,
             }
         },
         "local": {"output_dir": "build/local"},
@@ -253,6 +254,7 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
             "push_audience": None,
             "push_service_account": None,
         },
+        "scheduler": "none",
     }
     # Keys keep the models' order (name first), not alphabetical order.
     assert rest.splitlines()[0] == "name: demo"
@@ -343,8 +345,19 @@ def test_required_options_name_what_is_valid(project: Path) -> None:
     for name in ("build", "publish", "deploy", "schedule", "status", "logs", "precheck"):
         result = invoke(project, name)
         assert_user_error(result, 2, "error: --env ENV is required (environments in config/: dev)")
+    # Without --pipeline, every configured schedule: none here, as nothing runs schedules.
     result = invoke(project, "schedule", "--env", "dev")
-    assert_user_error(result, 2, "error: --pipeline NAME is required (pipelines: training)")
+    assert_user_error(
+        result,
+        1,
+        "error: config/base.yaml: scheduler is none, so nothing runs schedules: set scheduler "
+        "to vertex (Vertex AI schedules) or cloud-scheduler (Cloud Scheduler -> Pub/Sub -> the "
+        "submission service) to apply pipelines.<name>.schedule",
+    )
+    result = invoke(project, "schedule", "--env", "dev", "--pipeline", "nightly")
+    assert_user_error(
+        result, 1, "error: no pipeline named 'nightly' in pipelines/ (available: training)"
+    )
     result = invoke(project, "logs", "-e", "dev")
     assert_user_error(
         result, 2, "error: --run RUN is required (the run ids: `invoke status --env dev`)"

@@ -415,12 +415,14 @@ def deploy(
     iterable=["param"],
     help={
         **_CLOUD_HELP,
-        "pipeline": "NAME: the scheduled pipeline (required)",
-        "cron": "CRON: when to run, e.g. 'TZ=Europe/Paris 0 6 * * 1' (create or update)",
-        "pause": "pause the schedule",
-        "resume": "resume the schedule",
-        "delete": "delete the schedule",
-        "param": "KEY=VALUE: parameter of the scheduled runs (repeatable)",
+        "pipeline": "NAME: only this pipeline's schedule (default: every pipeline with a "
+        "schedule in config)",
+        "cron": "CRON: with --pipeline: this cron instead of the configured one, e.g. "
+        "'0 6 * * MON' or 'TZ=Europe/Paris 0 6 * * 1'",
+        "pause": "pause the schedules",
+        "resume": "resume the schedules",
+        "delete": "delete the schedules",
+        "param": "KEY=VALUE: with --pipeline: parameter of the scheduled runs (repeatable)",
     },
 )
 def schedule(
@@ -435,7 +437,9 @@ def schedule(
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
-    """Create or update (by name), pause, resume or delete a pipeline's Vertex AI schedule."""
+    """Apply the configured schedules (pipelines.<name>.schedule) with the configured scheduler:
+    Vertex AI schedules or Cloud Scheduler jobs; or pause, resume or delete them."""
+    from vertexkit.gcp import scheduling
     from vertexkit.project.params import parse_assignments
 
     chosen = [name for name, on in (("pause", pause), ("resume", resume), ("delete", delete)) if on]
@@ -444,13 +448,18 @@ def schedule(
     action = chosen[0] if chosen else "create"
     root = project_root(c=c)
     env = _required_env(root, env)
-    pipeline = _required(pipeline, "--pipeline NAME", _pipelines_hint(root))
+    if pipeline is not None:
+        try:
+            compiling.require(pipeline, compiling.discover(root))
+        except compiling.PipelineError as exc:
+            raise _fail(exc) from None
     steps = _cloud(
-        lambda config, release: plans.plan_schedule(
+        lambda config, release: scheduling.plan_schedules(
             root, config, release, pipeline, action, cron, parse_assignments(param or [])
         ),
         root,
         env,
+        release=False,  # read by the plan when a Vertex AI schedule needs it
     )
     _apply(steps, dry_run, json, env, root=root)
 
@@ -559,23 +568,34 @@ def promote(
         )
 
 
-@task(help={**_CLOUD_HELP, "yes": "apply without asking (needed without a terminal)"})
+@task(
+    help={
+        **_CLOUD_HELP,
+        "yes": "apply without asking (needed without a terminal)",
+        "service_image": "REPO@sha256:DIGEST: the submission service's image (default: the one "
+        "`invoke build --env ENV` recorded)",
+    }
+)
 def provision(
     c: Context,
     env: str | None = None,
     dry_run: bool = False,
     json: bool = False,
     yes: bool = False,
+    service_image: str | None = None,
 ) -> None:
     """Create the environment's APIs, bucket, repositories, service accounts, secrets and roles
     with the configured tool (provisioning.tool: terraform or gcloud); safe to run again."""
     from vertexkit.gcp import provision as provisioning
+    from vertexkit.gcp import service_infra
 
     root = project_root(c=c)
     env = _required_env(root, env)
     try:
         config = load_config(root, env)
-        steps = provisioning.plan_provision(config, root, yes=yes)
+        if service_image:
+            service_infra.check_image(service_image)
+        steps = provisioning.plan_provision(config, root, yes=yes, service_image=service_image)
         if not dry_run:
             provisioning.require_tool(config)
     except (*_USER_ERRORS, provisioning.ProvisioningError) as exc:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vertexkit.gcp import ci_identity
+from vertexkit.gcp import ci_identity, service_infra
 from vertexkit.gcp.infrastructure import (
     Binding,
     Bucket,
@@ -211,7 +211,7 @@ def plan_infrastructure(config: ProjectConfig) -> Infrastructure:
         bindings=tuple(bindings),
         state_bucket=names.state_bucket,
     )
-    return ci_identity.extend(infra, config)
+    return service_infra.with_submission(ci_identity.extend(infra, config), config)
 
 
 def tfvars(infra: Infrastructure) -> dict[str, Any]:
@@ -251,6 +251,7 @@ def tfvars(infra: Infrastructure) -> dict[str, Any]:
         "service_account_roles": roles("service_account", "service_account"),
         "secret_roles": roles("secret", "secret"),
         **ci_identity.tfvars(infra),
+        **service_infra.tfvars(infra),
     }
 
 
@@ -302,6 +303,7 @@ def identities_table(infra: Infrastructure) -> str:
                 where = b.scope.replace("_", " ")
                 rows.append(f"| | `{b.role}` | {where} `{b.resource}` | {b.why} |")
     rows += ci_identity.identity_rows(infra)
+    rows += service_infra.identities_rows(infra)
     return "\n".join(rows)
 
 
@@ -426,7 +428,7 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path) -> list[Step]:
                 unless=_gcloud("secrets", "describe", secret.name, project),
             )
         )
-    for b in infra.bindings:
+    for b in service_infra.provision_bindings(infra):
         steps.append(
             CommandStep(
                 f"grant {b.role} on {b.scope.replace('_', ' ')} {b.resource} to "
@@ -435,7 +437,9 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path) -> list[Step]:
                 retry_delays=IAM_RETRY_DELAYS,
             )
         )
-    return steps + ci_identity.plan_gcloud(infra)
+    steps += ci_identity.plan_gcloud(infra)
+    steps += service_infra.plan_gcloud(infra, project_dir, IAM_RETRY_DELAYS)
+    return steps
 
 
 def plan_gcloud_teardown(
@@ -449,6 +453,7 @@ def plan_gcloud_teardown(
     project, location = f"--project={infra.project_id}", f"--location={infra.region}"
     steps: list[Step] = [confirmation("delete these resources?", yes, what="deprovision")]
     steps += ci_identity.plan_gcloud_teardown(infra)
+    steps += service_infra.plan_gcloud_teardown(infra)
     for b in reversed(infra.bindings_on("project")):
         email = b.member.split(":", 1)[1]
         steps.append(
@@ -632,6 +637,7 @@ def plan_terraform(
     saved = plan_file(project_dir, env)
     return [
         *plan_state_bucket(infra, endpoints),
+        *service_infra.plan_terraform_extras(infra, project_dir),
         _write_tfvars(infra, project_dir),
         _init(infra, cwd),
         CommandStep(
@@ -722,9 +728,11 @@ def managed_elsewhere(env: str) -> str:
     )
 
 
-def plan_provision(config: ProjectConfig, project_dir: Path, *, yes: bool) -> list[Step]:
+def plan_provision(
+    config: ProjectConfig, project_dir: Path, *, yes: bool, service_image: str | None = None
+) -> list[Step]:
     """The provisioning steps of ``config``'s environment with its configured tool."""
-    infra = plan_infrastructure(config)
+    infra = service_infra.for_deploy(plan_infrastructure(config), project_dir, service_image)
     tool = config.provisioning.tool
     if tool == "none":
         raise ProvisioningError(managed_elsewhere(config.environment))

@@ -31,6 +31,7 @@ from pydantic import (
 from vertexkit.project import naming
 from vertexkit.project.naming import secret_name_problem
 from vertexkit.project.params import ParameterRule
+from vertexkit.project.schedule import cron_problem, timezone_problem
 from vertexkit.project.settings import ComponentName, ComponentResources, KfpSettings
 
 BASE_FILE = "base.yaml"
@@ -107,6 +108,38 @@ class GcpConfig(_Strict):
         return value
 
 
+class ScheduleConfig(_Strict):
+    """When a pipeline runs on its own, in one environment (``invoke schedule`` applies it)."""
+
+    cron: str = Field(
+        description="Five-field unix cron (minute hour day-of-month month day-of-week), e.g. "
+        "'0 6 * * MON'; lists, ranges, */n steps and the names JAN-DEC, SUN-SAT."
+    )
+    timezone: str = Field(
+        default="UTC",
+        description="IANA time zone the cron is read in, e.g. Europe/Paris (default UTC).",
+    )
+    parameters: dict[ParameterName, Any] = Field(
+        default_factory=dict,
+        description="Values of the scheduled runs' parameters; they win over the pipeline's "
+        "configured parameters and lose to --param.",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        if problem := cron_problem(value):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        if problem := timezone_problem(value):
+            raise ValueError(problem)
+        return value
+
+
 class PipelineConfig(_Strict):
     """Settings of one pipeline in ``pipelines/``."""
 
@@ -126,6 +159,11 @@ class PipelineConfig(_Strict):
         default=False,
         description="Vertex AI's execution cache for every task, set when compiling for an "
         "environment; local runs always execute every task.",
+    )
+    schedule: ScheduleConfig | None = Field(
+        default=None,
+        description="When the pipeline runs on its own in this environment (scheduler: vertex or "
+        "cloud-scheduler); `invoke schedule --env ENV` applies it.",
     )
 
 
@@ -199,6 +237,9 @@ class ServiceConfig(_Strict):
         description="When set, POST /pubsub/push accepts only OIDC tokens of this service "
         "account e-mail (the push subscription's service account).",
     )
+
+
+SCHEDULERS: tuple[str, ...] = ("vertex", "cloud-scheduler", "none")
 
 
 class ResourcesConfig(_Strict):
@@ -450,6 +491,11 @@ class ProjectConfig(_Strict):
         description="The submission service that starts the project's published pipelines "
         "(services/submission/).",
     )
+    scheduler: Literal["vertex", "cloud-scheduler", "none"] = Field(
+        default="none",
+        description="What runs pipelines.<name>.schedule: vertex (Vertex AI schedules), "
+        "cloud-scheduler (Cloud Scheduler -> Pub/Sub -> the submission service) or none.",
+    )
 
     _environment: str = PrivateAttr(default="local")
     _sources: dict[Path_, str] = PrivateAttr(default_factory=dict)
@@ -478,6 +524,23 @@ class ProjectConfig(_Strict):
             raise ValueError(
                 "orchestrator is kfp: add a kfp section with the cluster's API URL, "
                 "e.g. kfp: {host: https://kfp.example.com}"
+            )
+        return value
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler_possible(cls, value: str, info: ValidationInfo) -> str:
+        service = info.data.get("service")
+        if value == "cloud-scheduler" and service is not None and service.kind == "none":
+            raise ValueError(
+                "cloud-scheduler publishes to Pub/Sub, which pushes to the submission service, "
+                "and service.kind is none: set service.kind to cloud-run or cloud-functions, or "
+                "scheduler to vertex or none"
+            )
+        if value == "vertex" and info.data.get("orchestrator") == "kfp":
+            raise ValueError(
+                "vertex schedules run on Vertex AI Pipelines, and orchestrator is kfp: set "
+                "scheduler to cloud-scheduler (with a submission service) or none"
             )
         return value
 

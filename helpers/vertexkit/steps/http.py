@@ -41,6 +41,7 @@ DEFAULT_ENDPOINTS: dict[str, str] = {
     "artifactregistry": "https://artifactregistry.googleapis.com",
     "cloudbuild": "https://cloudbuild.googleapis.com",
     "cloudresourcemanager": "https://cloudresourcemanager.googleapis.com",
+    "cloudscheduler": "https://cloudscheduler.googleapis.com",
     "iam": "https://iam.googleapis.com",
     "kfp_registry": "https://{region}-kfp.pkg.dev",
     "secretmanager": "https://secretmanager.googleapis.com",

@@ -299,3 +299,174 @@ variable "cloud_build" {
     error_message = "A trigger has exactly one of pull_request_branch, push_branch and push_tag."
   }
 }
+
+# --- the submission service, its Pub/Sub route and Cloud Scheduler jobs (service.tf, pubsub.tf,
+# scheduler.tf). Members may name a Google service agent by "{project_number}", which Terraform
+# fills in.
+
+variable "agent_service_account_roles" {
+  description = "Roles of Google's service agents on service accounts (the Pub/Sub agent mints the push account's tokens): the account's e-mail, role and member with {project_number}."
+  type = list(object({
+    service_account = string
+    role            = string
+    member          = string
+  }))
+  default  = []
+  nullable = false
+
+  validation {
+    condition     = alltrue([for binding in var.agent_service_account_roles : can(regex("^serviceAccount:service-\\{project_number\\}@gcp-sa-[a-z-]+\\.iam\\.gserviceaccount\\.com$", binding.member))])
+    error_message = "A member here is a Google service agent, serviceAccount:service-{project_number}@gcp-sa-<service>.iam.gserviceaccount.com."
+  }
+}
+
+variable "run_services" {
+  description = "The submission service on Cloud Run, by service name (empty until its image is built): the image by digest, the service account it runs as and its environment variables."
+  type = map(object({
+    image           = string
+    service_account = string
+    environment     = map(string)
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for service in values(var.run_services) : can(regex("^[a-z0-9.-]+/[^@\\s]+@sha256:[0-9a-f]{64}$", service.image))])
+    error_message = "The service's image is referenced by digest: REGION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE@sha256:<64 hex digits>."
+  }
+}
+
+variable "functions" {
+  description = "The submission service as a 2nd gen Cloud Function, by name: runtime, entry point, the zipped source (local path, bucket and object), the accounts it runs and builds as, the Docker repository of its build and its environment variables."
+  type = map(object({
+    runtime               = string
+    entry_point           = string
+    source_bucket         = string
+    source_object         = string
+    source_path           = string
+    service_account       = string
+    build_service_account = string
+    docker_repository     = string
+    environment           = map(string)
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for function in values(var.functions) : can(regex("^python3[0-9]+$", function.runtime))])
+    error_message = "A function's runtime is a Python runtime such as python311."
+  }
+}
+
+variable "pubsub_topics" {
+  description = "Pub/Sub topics: the run requests and their dead letters."
+  type        = list(string)
+  default     = []
+  nullable    = false
+}
+
+variable "push_subscriptions" {
+  description = "Push subscriptions to the submission service, by name: topic, endpoint, the push account and audience of the OIDC token, dead-letter topic and attempts, retry backoff, ack deadline."
+  type = map(object({
+    topic                 = string
+    push_endpoint         = string
+    service_account       = string
+    audience              = string
+    dead_letter_topic     = string
+    max_delivery_attempts = number
+    minimum_backoff       = string
+    maximum_backoff       = string
+    ack_deadline_seconds  = number
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for subscription in values(var.push_subscriptions) : startswith(subscription.push_endpoint, "https://") && subscription.service_account != ""])
+    error_message = "A push subscription delivers over HTTPS with an OIDC token: push_endpoint starts with https:// and service_account names the push account."
+  }
+
+  validation {
+    condition     = alltrue([for subscription in values(var.push_subscriptions) : subscription.max_delivery_attempts >= 5 && subscription.max_delivery_attempts <= 100])
+    error_message = "max_delivery_attempts is 5 to 100, as Pub/Sub requires."
+  }
+}
+
+variable "pull_subscriptions" {
+  description = "Pull subscriptions, by name: topic and message retention (the dead letters' subscription)."
+  type = map(object({
+    topic             = string
+    message_retention = string
+  }))
+  default  = {}
+  nullable = false
+}
+
+variable "scheduler_jobs" {
+  description = "Cloud Scheduler jobs, by name: cron, time zone, topic, base64 JSON message, description and retries."
+  type = map(object({
+    schedule    = string
+    time_zone   = string
+    topic       = string
+    data        = string
+    description = string
+    retry_count = number
+    min_backoff = string
+    max_backoff = string
+  }))
+  default  = {}
+  nullable = false
+
+  validation {
+    condition     = alltrue([for job in values(var.scheduler_jobs) : length(split(" ", trimspace(job.schedule))) == 5])
+    error_message = "A job's schedule is a five-field cron (vertexkit checks each field)."
+  }
+}
+
+variable "run_service_roles" {
+  description = "Roles on the submission service (roles/run.invoker for the push account and the CI deployer): service name, role and member."
+  type = list(object({
+    service = string
+    role    = string
+    member  = string
+  }))
+  default  = []
+  nullable = false
+
+  validation {
+    condition     = alltrue([for binding in var.run_service_roles : can(regex("^((serviceAccount|group|user):[^@\\s]+@[^@\\s]+|principal(Set)?://iam\\.googleapis\\.com/\\S+)$", binding.member))])
+    error_message = "A member is serviceAccount:, group: or user: with an e-mail address, or a principal:// or principalSet:// identity; never allUsers or allAuthenticatedUsers: the service is private."
+  }
+}
+
+variable "topic_roles" {
+  description = "Roles on Pub/Sub topics (publisher for the Pub/Sub and Cloud Scheduler service agents): topic, role and member."
+  type = list(object({
+    topic  = string
+    role   = string
+    member = string
+  }))
+  default  = []
+  nullable = false
+
+  validation {
+    condition     = alltrue([for binding in var.topic_roles : can(regex("^((serviceAccount|group|user):[^@\\s]+@[^@\\s]+|principal(Set)?://iam\\.googleapis\\.com/\\S+)$", binding.member))])
+    error_message = "A member is serviceAccount:, group: or user: with an e-mail address, or a principal:// or principalSet:// identity; never allUsers or allAuthenticatedUsers."
+  }
+}
+
+variable "subscription_roles" {
+  description = "Roles on Pub/Sub subscriptions (subscriber for the Pub/Sub service agent, to dead-letter): subscription, role and member."
+  type = list(object({
+    subscription = string
+    role         = string
+    member       = string
+  }))
+  default  = []
+  nullable = false
+
+  validation {
+    condition     = alltrue([for binding in var.subscription_roles : can(regex("^((serviceAccount|group|user):[^@\\s]+@[^@\\s]+|principal(Set)?://iam\\.googleapis\\.com/\\S+)$", binding.member))])
+    error_message = "A member is serviceAccount:, group: or user: with an e-mail address, or a principal:// or principalSet:// identity; never allUsers or allAuthenticatedUsers."
+  }
+}
