@@ -170,3 +170,22 @@ def test_without_a_terminal_it_asks_for_yes(
     assert result.returncode != 0
     assert "pass --yes" in result.stderr
     assert recording_server.requests == []
+
+
+def test_the_targets_schedules_follow_the_promoted_templates(project: Path, tmp_path: Path) -> None:
+    (project / "config" / "prod.yaml").write_text(
+        "gcp:\n  project_id: acme-ml-prod\n  region: europe-west4\nscheduler: vertex\n"
+        "pipelines:\n  training:\n    schedule: {cron: '0 6 * * MON', timezone: Europe/Paris}\n"
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "commit", "-qam", "schedule in prod"], cwd=project, check=True)
+    shown = _invoke(
+        project, _no_credentials(tmp_path), "promote", "--from", "dev", "--to", "prod", "-d", "-j"
+    )
+    assert shown.returncode == 0, shown.stderr
+    steps = json.loads(shown.stdout)
+    names = [s["step"] for s in steps]
+    assert names.index("publish training") < len(names) - 1, "schedules come after publishing"
+    schedule = steps[-1]
+    assert schedule["body"]["cron"] == "TZ=Europe/Paris 0 6 * * MON"
+    assert f"/demo-training/{_commit(project)}" in json.dumps(schedule["body"])

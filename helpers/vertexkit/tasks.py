@@ -539,6 +539,7 @@ def promote(
     (copied by digest, never rebuilt) and its templates, compiled for the target and published
     with the same tags."""
     from vertexkit.gcp import promote as promoting
+    from vertexkit.gcp import scheduling, service_infra
     from vertexkit.project.release import GitError, Release, uncommitted_changes
 
     root = project_root(c=c)
@@ -553,19 +554,22 @@ def promote(
                 + (" ..." if len(changed) > 5 else "")
                 + ": promotion compiles the commit as it was released; commit or stash them"
             )
+        release, target_config = Release.of(root), load_config(root, target)
         steps = promoting.plan_promote(
-            root, load_config(root, source), load_config(root, target), Release.of(root), yes=yes
+            root, load_config(root, source), target_config, release, yes=yes
         )
+        # The target's schedules then run the promoted templates.
+        if target_config.scheduler != "none" and service_infra.scheduled_pipelines(target_config):
+            steps += scheduling.plan_schedules(
+                root, target_config, release, None, "create", None, overrides={}
+            )
     except (*_USER_ERRORS, ValueError, CloudError, GitError) as exc:
         raise _fail(exc) from None
     responses = _apply(steps, dry_run, json, target, root=root)
     if not dry_run:
-        for line in for_config(load_config(root, target)).published(responses):
+        for line in for_config(target_config).published(responses):
             print(line)
-        print(
-            f"promoted {Release.of(root).commit} from {source} to {target}; "
-            f"`invoke schedule --env {target}` updates its schedules"
-        )
+        print(f"promoted {release.commit} from {source} to {target}")
 
 
 @task(

@@ -15,7 +15,7 @@ on, or ``--version``):
    image by digest;
 5. publish the templates to the target, tagged with the same commit and version tag.
 
-The target's schedules are then updated by ``invoke schedule --env <target>``.
+``invoke promote`` then updates the target's schedules, as ``invoke schedule`` does.
 """
 
 from __future__ import annotations
