@@ -146,7 +146,7 @@ def monitor_drift(
     *,
     model_name: str,
     model_registry: str,
-    model_version: str = "",
+    model_version: str | float = "",
     run_name: str = "",
     report_path: str | Path | None = None,
     retrain_pipeline: str = "training",
@@ -174,7 +174,12 @@ def monitor_drift(
     context = {
         "environment": config.environment,
         "model": model_name,
-        "model_version": str(model_version),
+        # KFP metadata numbers are floats: version 1 arrives as 1.0.
+        "model_version": str(
+            int(model_version)
+            if isinstance(model_version, float) and model_version.is_integer()
+            else model_version
+        ),
         "run": run_name,
     }
     submitted, retraining = False, "no drift: nothing to retrain"

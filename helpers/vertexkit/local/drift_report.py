@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from vertexkit.local.drift import MEASURES, DriftResult, FeatureDrift
@@ -161,3 +162,33 @@ def render_html(result: DriftResult, context: Mapping[str, Any] | None = None) -
         f"<script type='application/json' id='drift-summary'>{summary}</script>"
         "</body></html>\n"
     )
+
+
+def find_local_report(output_root: Path, pipeline_name: str, run: str = "LATEST") -> Path:
+    """The HTML artifact of a local run of the pipeline compiled as ``pipeline_name``.
+
+    kfp's local runner writes each run to ``<output_root>/<pipeline name>-<time stamp>/``;
+    ``run`` is such a folder's name, or ``LATEST``: the newest of the pipeline's runs that
+    wrote an HTML artifact. FileNotFoundError says what is missing.
+    """
+    if run != "LATEST":
+        candidates = [output_root / run]
+        if not candidates[0].is_dir():
+            raise FileNotFoundError(f"no local run {run!r} in {output_root}")
+    else:
+        candidates = sorted(
+            (p for p in output_root.glob(f"{pipeline_name}-*") if p.is_dir()),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        if not candidates:
+            raise FileNotFoundError(
+                f"no local run of {pipeline_name!r} in {output_root}: run it with "
+                "`invoke run --local --pipeline NAME` first"
+            )
+    for folder in candidates:
+        reports = sorted(folder.rglob("*.html"))
+        if reports:
+            return reports[0]
+    where = candidates[0] if run != "LATEST" else f"any local run of {pipeline_name!r}"
+    raise FileNotFoundError(f"no HTML report in {where}")

@@ -443,6 +443,17 @@ class ProjectConfig(_Strict):
         return self.pipelines.get(name, PipelineConfig())
 
 
+def shown_parameter(key: str, value: Any) -> str:
+    """``key=value`` for people; the monitoring parameter's JSON is summarised."""
+    if key == MONITORING_PARAMETER and isinstance(value, str):
+        try:
+            environment = json.loads(value)["environment"]
+        except (ValueError, TypeError, KeyError):
+            return f"{key}={value!r}"
+        return f"{key}=<monitoring settings of {environment}>"
+    return f"{key}={value!r}"
+
+
 def config_from_parameter(text: str) -> ProjectConfig:
     """The config that :meth:`ProjectConfig.monitoring_parameter` wrote, validated again."""
     where = f"pipeline parameter {MONITORING_PARAMETER}"
