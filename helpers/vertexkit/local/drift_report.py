@@ -71,7 +71,7 @@ def _plot(feature: FeatureDrift) -> str:
     buffer = io.StringIO()
     # Text stays text (the page's fonts), not glyph outlines: a quarter of the size.
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": feature.name}):
-        figure.savefig(buffer, format="svg")
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()
     return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML
 
