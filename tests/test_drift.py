@@ -55,7 +55,7 @@ def test_l_infinity_by_hand() -> None:
 
 
 def test_reference_statistics_of_a_numeric_and_a_categorical_feature() -> None:
-    frame = pd.DataFrame({"x": [1.0, 2, 3, 4, 5, 6, 7, 8], "colour": list("aabbbbc") + [None]})
+    frame = pd.DataFrame({"x": [1.0, 2, 3, 4, 5, 6, 7, 8], "colour": [*"aabbbbc", None]})
     reference = roundtrip(frame, bins=2)
     x, colour = reference["features"]["x"], reference["features"]["colour"]
     assert reference["rows"] == 8

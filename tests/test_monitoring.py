@@ -218,7 +218,7 @@ def test_bad_monitoring_parameter_and_missing_reference(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="naming_prefix: required setting is missing"):
         config_from_parameter(bad)
     monitoring = monitoring_parameter(tmp_path, retrain=False)
-    with pytest.raises(DriftError, match="no reference statistics at .*run the training"):
+    with pytest.raises(DriftError, match=r"no reference statistics at .*run the training"):
         monitor_drift(
             TRAIN,
             tmp_path / "absent.json",
