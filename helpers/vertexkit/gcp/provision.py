@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from vertexkit.gcp import alerting
 from vertexkit.gcp.infrastructure import (
     Binding,
     Bucket,
@@ -45,6 +46,7 @@ APIS: tuple[str, ...] = (
     "logging.googleapis.com",
     "serviceusage.googleapis.com",
     "storage.googleapis.com",
+    "monitoring.googleapis.com",  # the drift alert policy (gcp.alerting)
 )
 SECRET_API = "secretmanager.googleapis.com"  # only when config.secrets is not empty
 
@@ -208,6 +210,7 @@ def plan_infrastructure(config: ProjectConfig) -> Infrastructure:
         secrets=secrets,
         bindings=tuple(bindings),
         state_bucket=names.state_bucket,
+        drift_alerting=alerting.plan_alerting(config),
     )
 
 
@@ -247,6 +250,7 @@ def tfvars(infra: Infrastructure) -> dict[str, Any]:
         "repository_roles": roles("repository", "repository"),
         "service_account_roles": roles("service_account", "service_account"),
         "secret_roles": roles("secret", "secret"),
+        **alerting.tfvars(infra),
     }
 
 
@@ -430,6 +434,7 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path) -> list[Step]:
                 retry_delays=IAM_RETRY_DELAYS,
             )
         )
+    steps += alerting.plan_gcloud(infra, project_dir)
     return steps
 
 
@@ -443,6 +448,7 @@ def plan_gcloud_teardown(
     """
     project, location = f"--project={infra.project_id}", f"--location={infra.region}"
     steps: list[Step] = [confirmation("delete these resources?", yes, what="deprovision")]
+    steps += alerting.plan_gcloud_teardown(infra)
     for b in reversed(infra.bindings_on("project")):
         email = b.member.split(":", 1)[1]
         steps.append(

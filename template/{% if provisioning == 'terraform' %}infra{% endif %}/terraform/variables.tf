@@ -225,3 +225,23 @@ variable "force_destroy" {
   default     = false
   nullable    = false
 }
+
+variable "drift_alert" {
+  description = "The log-based metric counting the prediction pipeline's drift breach log lines, and the alert policy on it (monitoring.tf; vertexkit.gcp.alerting plans both)."
+  type = object({
+    metric                = string
+    metric_description    = string
+    log_filter            = string
+    policy_display_name   = string
+    documentation         = string
+    notification_channels = list(string)
+    alignment_period      = string
+    auto_close            = string
+  })
+  nullable = false
+
+  validation {
+    condition     = alltrue([for channel in var.drift_alert.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", channel))])
+    error_message = "A notification channel is projects/PROJECT/notificationChannels/ID."
+  }
+}
