@@ -37,6 +37,7 @@ TF_FILES = [
     "README.md",
     "apis.tf",
     "iam.tf",
+    "monitoring.tf",
     "outputs.tf",
     "registry.tf",
     "secrets.tf",
