@@ -95,6 +95,7 @@ def test_one_training_run_per_breach_within_the_cool_down(
     (line,) = [json.loads(x) for x in log.splitlines() if BREACH_EVENT in x]
     assert line["event"] == BREACH_EVENT and line["severity"] == "WARNING"
     assert line["model_version"] == "1" and line["environment"] == "dev"
+    assert line["project"] == "demo"  # the alert's log filter selects the project by it
     assert set(line["breaches"]) == {"x"}
 
     for later in (timedelta(hours=1), timedelta(hours=23, minutes=59)):

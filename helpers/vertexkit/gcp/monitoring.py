@@ -172,6 +172,7 @@ def monitor_drift(
         },
     )
     context = {
+        "project": config.name,
         "environment": config.environment,
         "model": model_name,
         # KFP metadata numbers are floats: version 1 arrives as 1.0.

@@ -80,9 +80,9 @@ def feature_statistics(series: pd.Series, *, bins: int = BINS) -> dict[str, Any]
         else:
             stats.update(min=None, max=None, mean=None, std=None, edges=[], counts=[])
     else:
-        frequencies = values.astype(str).value_counts()
+        frequencies = _category_counts(values)
         stats["type"] = "categorical"
-        stats["frequencies"] = {str(k): int(v) for k, v in frequencies.items()}
+        stats["frequencies"] = dict(sorted(frequencies.items(), key=lambda kv: (-kv[1], kv[0])))
     return {"type": stats.pop("type"), **stats}
 
 
@@ -127,16 +127,16 @@ def _histogram(values: np.ndarray, edges: np.ndarray | list[float]) -> np.ndarra
     """Counts: [below edges[0], one per bin between consecutive edges, above edges[-1]].
 
     Bins are closed on the left, the last one on both sides; with a single edge (a constant
-    reference) the one bin holds exactly that value.
+    reference) the one bin holds exactly that value. Counted with one vectorised comparison
+    per edge, which is several times faster than a binary search per value.
     """
     edges = np.asarray(edges, dtype=float)
-    inner = max(len(edges) - 1, 1)
-    below = values < edges[0]
-    above = values > edges[-1]
-    inside = values[~below & ~above]
-    index = np.searchsorted(edges[1:-1], inside, side="right")
-    counts = np.bincount(index, minlength=inner)
-    return np.concatenate([[below.sum()], counts, [above.sum()]]).astype(np.int64)
+    below = np.count_nonzero(values < edges[0])
+    above = np.count_nonzero(values > edges[-1])
+    # From the count of values at or above each inner edge, the bins are differences.
+    at_least = [np.count_nonzero(values >= edge) for edge in edges[1:-1]]
+    inside = -np.diff(np.array([len(values) - below, *at_least, above], dtype=np.int64))
+    return np.concatenate([[below], inside, [above]]).astype(np.int64)
 
 
 def _shares(counts: np.ndarray) -> np.ndarray | None:
@@ -240,9 +240,10 @@ def _thresholds(
     return {m: float(merged[m]) for m in MEASURES}
 
 
-def _numeric_drift(series: pd.Series, ref: Mapping[str, Any]) -> tuple[dict, dict, dict]:
+def _numeric_drift(series: pd.Series, ref: Mapping[str, Any]) -> tuple[int, dict, dict, dict]:
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
     present = values[~np.isnan(values)]
+    missing = len(values) - len(present)
     edges = ref.get("edges") or []
     ref_counts = np.array([0, *ref.get("counts", []), 0], dtype=float)
     if not edges:  # the reference had no values
@@ -256,6 +257,7 @@ def _numeric_drift(series: pd.Series, ref: Mapping[str, Any]) -> tuple[dict, dic
         out_of_range = (cur_counts[0] + cur_counts[-1]) / len(present) if len(present) else 0.0
     plotted = {"edges": list(edges)}
     return (
+        missing,
         {"distance": distance, "out_of_range_rate": float(out_of_range)},
         {**plotted, "shares": _list_shares(ref_counts)},
         {**plotted, "shares": _list_shares(cur_counts)},
@@ -267,9 +269,17 @@ def _list_shares(counts: np.ndarray) -> list[float]:
     return [0.0] * len(counts) if shares is None else [float(s) for s in shares]
 
 
-def _categorical_drift(series: pd.Series, ref: Mapping[str, Any]) -> tuple[dict, dict, dict]:
+def _category_counts(series: pd.Series) -> dict[str, int]:
+    """Counts of the non-missing values by their text (1 and "1" are one category)."""
+    counts: dict[str, int] = {}
+    for key, count in series.value_counts(dropna=True).items():
+        counts[str(key)] = counts.get(str(key), 0) + int(count)
+    return counts
+
+
+def _categorical_drift(series: pd.Series, ref: Mapping[str, Any]) -> tuple[int, dict, dict, dict]:
     ref_counts = {str(k): int(v) for k, v in (ref.get("frequencies") or {}).items()}
-    cur_counts = {str(k): int(v) for k, v in series.dropna().astype(str).value_counts().items()}
+    cur_counts = _category_counts(series)
     present = sum(cur_counts.values())
     unseen = sum(v for k, v in cur_counts.items() if k not in ref_counts)
     categories = sorted(set(ref_counts) | set(cur_counts), key=lambda c: (-ref_counts.get(c, 0), c))
@@ -277,6 +287,7 @@ def _categorical_drift(series: pd.Series, ref: Mapping[str, Any]) -> tuple[dict,
     ref_shares = [ref_counts.get(c, 0) / ref_total for c in categories]
     cur_shares = [cur_counts.get(c, 0) / cur_total for c in categories]
     return (
+        len(series) - present,
         {
             "distance": l_infinity(ref_counts, cur_counts),
             "out_of_range_rate": unseen / present if present else 0.0,
@@ -303,17 +314,15 @@ def compare(
     for name, ref in reference["features"].items():
         if name not in frame.columns:
             continue
-        series = frame[name]
-        missing = int(series.isna().sum())
         ref_rows = ref.get("rows") or 0
         ref_missing_rate = (ref.get("missing", 0) / ref_rows) if ref_rows else 0.0
-        missing_rate = missing / rows if rows else 0.0
         if ref["type"] == "numeric":
-            measured, ref_plot, cur_plot = _numeric_drift(series, ref)
+            missing, measured, ref_plot, cur_plot = _numeric_drift(frame[name], ref)
             measure = "jensen_shannon"
         else:
-            measured, ref_plot, cur_plot = _categorical_drift(series, ref)
+            missing, measured, ref_plot, cur_plot = _categorical_drift(frame[name], ref)
             measure = "l_infinity"
+        missing_rate = missing / rows if rows else 0.0
         values = {
             "distance": float(measured["distance"]),
             # The increase over the reference's own rate: training data with gaps is no drift.
