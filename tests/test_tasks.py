@@ -53,6 +53,7 @@ def test_list_shows_the_standard_tasks(project: Path) -> None:
         "provision",
         "deprovision",
         "publish",
+        "report",
         "run",
         "schedule",
         "status",
@@ -231,6 +232,13 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
         "orchestrator": "vertex",
         "kfp": None,
         "secrets": [],
+        "monitoring": {
+            "thresholds": {"distance": 0.3, "missing_rate": 0.05, "out_of_range_rate": 0.05},
+            "features": {},
+            "retrain_on_drift": False,
+            "retrain_cooldown_hours": 24.0,
+            "alert_notification_channels": [],
+        },
     }
     # Keys keep the models' order (name first), not alphabetical order.
     assert rest.splitlines()[0] == "name: demo"
