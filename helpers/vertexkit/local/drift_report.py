@@ -40,9 +40,8 @@ figcaption { font-size: .85rem; margin-top: .3rem; }
 
 def _plot(feature: FeatureDrift) -> str:
     """One feature's reference and current distributions as an inline SVG element."""
+    # A bare Figure draws with no GUI backend and leaves pyplot's global state alone.
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(4.2, 2.8), dpi=72)
