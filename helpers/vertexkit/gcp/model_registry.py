@@ -206,6 +206,8 @@ class VertexModelRegistry:
         last = datetime.fromtimestamp(int(stamp), timezone.utc) if stamp.isdigit() else None
         if last is not None and now - last < cooldown:
             return False, last
+        # The answer merges model and version labels; writing them back at model level keeps
+        # every label the model showed, which is what a reader of the model sees anyway.
         labels[RETRAIN_LABEL] = str(int(now.timestamp()))
         body: dict[str, Any] = {"labels": labels}
         if model.get("etag"):
