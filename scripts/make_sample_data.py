@@ -5,6 +5,9 @@ the UCI Machine Learning Repository, CC BY 4.0). This script writes a stratified
 
 - train.csv: features plus the label ``diagnosis`` (``malignant`` / ``benign``)
 - score.csv: the same feature columns without the label
+- score_drifted.csv: score.csv with every texture column (mean_texture, texture_error,
+  worst_texture) multiplied by ``DRIFT_FACTOR`` (1.5) and rounded to 5 significant digits: data
+  whose texture drifted from the training data, for the prediction pipeline's drift check
 - schema.yaml: the expected columns, checked by the validate-data step; it is written into the
   component package (template/components/{{package_name}}/) so the base image carries it
 
@@ -23,6 +26,8 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
 SEED = 42
+DRIFT_FACTOR = 1.5
+DRIFTED_COLUMNS = ("mean_texture", "texture_error", "worst_texture")
 TARGET = "diagnosis"
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "template" / "data"
 DEFAULT_SCHEMA_OUT = DEFAULT_OUT.parent / "components" / "{{package_name}}"
@@ -41,6 +46,14 @@ def load_frame() -> pd.DataFrame:
     # sklearn encodes 0 = malignant, 1 = benign.
     labels = bunch.target.map(dict(enumerate(bunch.target_names))).rename(TARGET)
     return pd.concat([features, labels], axis=1)
+
+
+def drifted(score: pd.DataFrame) -> pd.DataFrame:
+    """The scoring data with the texture columns scaled by DRIFT_FACTOR (still within schema)."""
+    result = score.copy()
+    for column in DRIFTED_COLUMNS:
+        result[column] = (result[column] * DRIFT_FACTOR).map(lambda x: float(f"{x:.5g}"))
+    return result
 
 
 def nice_ceiling(value: float) -> float:
@@ -74,7 +87,9 @@ def main() -> None:
         raise SystemExit("a feature has negative values, but the schema sets min: 0.0")
     train, score = train_test_split(frame, test_size=0.2, stratify=frame[TARGET], random_state=SEED)
     train.to_csv(out / "train.csv", index=False, lineterminator="\n")
-    score.drop(columns=TARGET).to_csv(out / "score.csv", index=False, lineterminator="\n")
+    score = score.drop(columns=TARGET)
+    score.to_csv(out / "score.csv", index=False, lineterminator="\n")
+    drifted(score).to_csv(out / "score_drifted.csv", index=False, lineterminator="\n")
     args.schema_out.mkdir(parents=True, exist_ok=True)
     (args.schema_out / "schema.yaml").write_text(schema_yaml(frame))
     print(f"wrote {len(train)} training rows and {len(score)} scoring rows to {out}")

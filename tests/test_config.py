@@ -251,8 +251,9 @@ def test_unknown_top_level_key_suggests_the_nearest(tmp_path: Path) -> None:
         "did you mean 'naming_prefix'?" in message
     )
     assert (
-        "(valid: ci, components, endpoints, gcp, kfp, local, name, naming_prefix, orchestrator, "
-        "parameters, pipelines, provisioning, resources, scheduler, secrets, service)" in message
+        "(valid: ci, components, endpoints, gcp, kfp, local, monitoring, name, naming_prefix, "
+        "orchestrator, parameters, pipelines, provisioning, resources, scheduler, secrets, service)"
+        in message
     )
     # ... and the real key is then missing.
     assert "config/base.yaml: naming_prefix: required setting is missing" in message

@@ -101,11 +101,33 @@ def test_generated_project_end_to_end(tmp_path: Path, variant: str) -> None:
     )
     assert "[6/6]" in trained.stdout and "roc_auc" in trained.stdout
     predicted = _run([*uv_run, "invoke", "run", "--local", "--pipeline", "prediction"], project)
-    assert "[4/4]" in predicted.stdout
+    assert "[5/5]" in predicted.stdout
     assert re.search(r"\n  predictions: build/local/\S+/predictions\.csv ", predicted.stdout)
+    # The sample scoring data does not drift from the training data.
+    assert re.search(
+        r"\n  drift_report: build/local/\S+/report\.html \(.*breached=False", predicted.stdout
+    )
     registry = next((project / "build/local/registry").iterdir())
     champion = json.loads((registry / "champion.json").read_text())
     assert champion["version"] == 1
+    assert (registry / "versions" / "1" / "statistics.json").is_file()  # the drift reference
+
+    if variant == "defaults":
+        # The drifted sample breaches; `invoke report` finds that run's report.
+        drifted = _run(
+            [*uv_run, "invoke", "run", "--local", "--pipeline", "prediction",
+             "--param", "data_uri=data/score_drifted.csv"],
+            project,
+        )  # fmt: skip
+        shown = re.search(
+            r"\n  drift_report: (build/local/\S+/report\.html) \(.*breached=True", drifted.stdout
+        )
+        assert shown, drifted.stdout
+        log = project / re.search(r"\n  log: (\S+)", drifted.stdout).group(1)
+        assert '"event": "vertexkit.drift.breach"' in log.read_text()
+        found = _run([*uv_run, "invoke", "report"], project)
+        assert found.stdout.strip() == shown.group(1)
+        assert "Drift: 2 of 30 features" in (project / shown.group(1)).read_text()
 
     envs = answers.get("environments", ["dev", "prod"])
     for env in envs:

@@ -39,6 +39,7 @@ TF_FILES = [
     "ci_identity.tf",
     "cloudbuild.tf",
     "iam.tf",
+    "monitoring.tf",
     "outputs.tf",
     "pubsub.tf",
     "registry.tf",
@@ -184,6 +185,16 @@ def _sample_tfvars() -> dict[str, Any]:
                 "member": runner,
             },
         ],
+        "drift_alert": {
+            "metric": "demo-dev-drift-breaches",
+            "metric_description": "Drift breaches",
+            "log_filter": 'jsonPayload.event="vertexkit.drift.breach"',
+            "policy_display_name": "demo dev: data drift in batch predictions",
+            "documentation": "See the run's drift report.",
+            "notification_channels": [f"projects/{project}/notificationChannels/123"],
+            "alignment_period": "300s",
+            "auto_close": "86400s",
+        },
     }
 
 

@@ -74,7 +74,7 @@ def check(config: ProjectConfig) -> dict[str, precheck.Result]:
 def test_everything_in_place_is_ok(config: ProjectConfig, server: RecordingServer) -> None:
     results = check(config)
     assert {r.status for r in results.values()} == {"OK"}
-    assert len(results) == 19
+    assert len(results) == 20
     for identity in ("pipelines", "deployer", "builder"):
         account = f"service account demo-{identity}@acme-ml-dev.iam.gserviceaccount.com"
         assert results[account].status == "OK"
@@ -146,7 +146,7 @@ def test_missing_resources_say_how_to_create_them(
     assert results["DOCKER repository demo-images"].status == "OK"
     assert not precheck.passed(list(results.values()))
     table = precheck.render_table(list(results.values()))
-    assert table.endswith("precheck failed: 4 of 19 checks need attention")
+    assert table.endswith("precheck failed: 4 of 20 checks need attention")
 
 
 @pytest.mark.parametrize("tool", ["terraform", "gcloud"])
@@ -192,7 +192,7 @@ def test_denied_check_is_reported_not_raised(
         "cannot check: permission denied: Permission 'iam.serviceAccounts.get' denied"
     )
     assert result.fix.startswith("request roles/iam.serviceAccountViewer on service account ")
-    assert [r.status for r in results.values()].count("OK") == 18
+    assert [r.status for r in results.values()].count("OK") == 19
 
 
 def test_missing_permissions_are_listed_with_the_roles_to_request(

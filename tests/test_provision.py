@@ -179,6 +179,7 @@ SPEC_KEYS = {
     "run_service_roles": list,
     "topic_roles": list,
     "subscription_roles": list,
+    "drift_alert": dict,
 }
 
 
@@ -236,6 +237,18 @@ with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(json.dumps(["gcloud", *args]) + "\\n")
 state_file = os.environ["FAKE_STATE"]
 state = set(json.load(open(state_file))) if os.path.exists(state_file) else set()
+if args[:2] == ["monitoring", "policies"]:  # alert policies: server-named, found by display name
+    ids = {str(sum(map(ord, k))): k for k in state if k.startswith("policy:")}
+    if args[2] == "list":
+        wanted = "policy:" + next(a for a in args if a.startswith("--filter=")).split('"')[1]
+        print("\\n".join(f"projects/p/alertPolicies/{i}" for i, k in ids.items() if k == wanted))
+    elif args[2] == "create":
+        path = next(a for a in args if a.startswith("--policy-from-file=")).split("=", 1)[1]
+        state.add("policy:" + json.load(open(path))["displayName"])
+    elif args[2] == "delete":
+        state.discard(ids.get(args[3].rsplit("/", 1)[1]))
+    json.dump(sorted(state), open(state_file, "w"))
+    sys.exit(0)
 verbs = {"describe", "create", "delete", "rm"}
 verb = next((a for a in args if a in verbs), None)
 if verb is None:
@@ -352,10 +365,12 @@ def test_gcloud_first_run_creates_everything_second_run_nothing(
             "iam service-accounts create",
             "iam service-accounts create",
             "secrets create DB_PASSWORD",
+            "logging metrics create",
+            "monitoring policies create",
         ]
     )
-    # Each create follows its describe.
-    for create in creates:
+    # Each create follows its describe (an alert policy, named by the server: its lookup).
+    for create in [c for c in creates if c[1] != "monitoring"]:
         before = first[first.index(create) - 1]
         assert "describe" in before, (before, create)
     [bucket] = [c for c in creates if c[1] == "storage"]
@@ -390,7 +405,7 @@ def test_gcloud_first_run_creates_everything_second_run_nothing(
     assert again.returncode == 0, again.stderr
     second = calls(tmp_path)
     assert [c for c in second if "create" in c] == []
-    assert sum("describe" in c for c in second) == 7
+    assert sum("describe" in c for c in second) == 8
 
 
 def test_gcloud_dry_run_lists_every_command_and_runs_none(
@@ -407,6 +422,7 @@ def test_gcloud_dry_run_lists_every_command_and_runs_none(
     infra = provision.plan_infrastructure(config_with())
     expected = 1 + 2 * len(infra.buckets) + len(infra.repositories)
     expected += len(infra.service_accounts) + len(infra.bindings)
+    expected += 3  # the drift metric, the lookup of its alert policy, the policy
     assert len(commands) == expected
     creates = [s for s in commands if "create" in s["command"]]
     assert creates and all(s["unless"][-2:] != [] and "describe" in s["unless"] for s in creates)
@@ -435,7 +451,8 @@ def test_gcloud_deprovision_keeps_buckets_without_delete_data(
     done = calls(tmp_path)
     deletes = [c for c in done if "delete" in c or "rm" in c]
     assert not any(c[1] == "storage" for c in deletes), "a bucket was deleted"
-    assert {c[1] for c in deletes} == {"iam", "artifacts"}
+    assert {c[1] for c in deletes} == {"iam", "artifacts", "monitoring", "logging"}
+    deletes = [c for c in deletes if c[1] in ("iam", "artifacts")]
     # Reverse order: service accounts (builder first), then repositories (KFP first).
     order = [c[4] for c in deletes]
     assert order == [
@@ -772,6 +789,7 @@ def test_gcloud_and_terraform_provision_the_same_resources_and_bindings(tmp_path
         *{("artifacts", r) for r in data["repositories"]},
         *{("iam", a) for a in data["service_accounts"]},
         *{("secrets", s) for s in data["secrets"]},
+        ("logging", data["drift_alert"]["metric"]),
     }
     [enable] = [s for s in steps if s.get("command", [])[1:3] == ["services", "enable"]]
     assert enable["command"][3:-1] == data["apis"]

@@ -54,6 +54,7 @@ def test_list_shows_the_standard_tasks(project: Path) -> None:
         "provision",
         "deprovision",
         "publish",
+        "report",
         "run",
         "schedule",
         "serve",
@@ -255,6 +256,13 @@ def test_config_env_dev_prints_the_merged_config(project: Path) -> None:
             "push_service_account": None,
         },
         "scheduler": "none",
+        "monitoring": {
+            "thresholds": {"distance": 0.3, "missing_rate": 0.05, "out_of_range_rate": 0.05},
+            "features": {},
+            "retrain_on_drift": False,
+            "retrain_cooldown_hours": 24.0,
+            "alert_notification_channels": [],
+        },
     }
     # Keys keep the models' order (name first), not alphabetical order.
     assert rest.splitlines()[0] == "name: demo"

@@ -29,12 +29,13 @@ PUBLIC_API: dict[str, tuple[str, ...]] = {
         "discover",
         "load_schema",
         "read_table",
+        "reference_statistics",
         "run_local",
         "sized",
         "table_statistics",
         "write_table",
     ),
-    "vertexkit.gcp": ("get_secret", "open_registry"),
+    "vertexkit.gcp": ("get_secret", "monitor_drift", "open_registry"),
     "vertexkit.service": ("flask_response", "from_environment"),
 }
 

@@ -17,7 +17,7 @@ from invoke.exceptions import Exit
 from vertexkit.gcp import deploy as plans
 from vertexkit.local import pipelines as compiling
 from vertexkit.orchestrators import for_config
-from vertexkit.project.config import ConfigError, environments, load_config
+from vertexkit.project.config import ConfigError, environments, load_config, shown_parameter
 from vertexkit.project.params import ParameterError
 from vertexkit.steps import CloudError, execute
 
@@ -200,7 +200,7 @@ def _parameters_used(root: Path, name: str, env: str | None, overrides: dict[str
     for key in sorted(specs, key=lambda k: (signature.index(k) if k in signature else 1_000, k)):
         spec = specs[key]
         if key in given:
-            shown.append(f"{key}={given[key]!r}")
+            shown.append(shown_parameter(key, given[key]))
         elif spec.optional:
             shown.append(f"{key}={spec.default!r} (default)")
     return ", ".join(shown)
@@ -692,6 +692,33 @@ def serve(c: Context, port: int = 8080, backend: str = "dry-run", env: str | Non
     uvicorn.run(server.asgi(service), host="127.0.0.1", port=port, log_level="warning")
 
 
+@task(
+    help={
+        "pipeline": "NAME: the pipeline whose local run to look at (default: prediction)",
+        "run": "RUN: a run folder under local.output_dir, or LATEST (default): the newest run",
+        "open": "also open the report in the web browser",
+    }
+)
+def report(
+    c: Context, pipeline: str = "prediction", run: str = "LATEST", open: bool = False
+) -> None:
+    """Print where a local run's HTML report is (prediction: the drift report)."""
+    import webbrowser
+
+    from vertexkit.local.drift_report import find_local_report
+
+    root = project_root(c=c)
+    try:
+        config = load_config(root)
+        name = compiling.load_pipeline(root, pipeline).name
+        found = find_local_report(root / config.local.output_dir, name, run)
+    except (*_USER_ERRORS, FileNotFoundError) as exc:
+        raise _fail(exc) from None
+    print(shown_path(found))
+    if open and not webbrowser.open(found.resolve().as_uri()):
+        raise Exit(f"error: no web browser to open {shown_path(found)}", 1)
+
+
 def namespace() -> Collection:
     """The collection a project's tasks.py exposes; add the team's own tasks to it."""
     return Collection(
@@ -711,4 +738,5 @@ def namespace() -> Collection:
         provision,
         deprovision,
         serve,
+        report,
     )

@@ -50,6 +50,10 @@ def test_training_then_prediction_locally(project_dir: Path, local_outputs: Path
     source = (project_dir / "data" / "score.csv").read_text().splitlines()
     assert len(scored) == len(source)  # one prediction per row, plus the header line
     assert "predicted_class" in scored[0]
+    # The sample scoring data does not drift from the training data; the report says so.
+    report = predicted.outputs["drift_report"]
+    assert report.metadata["breached"] is False
+    assert "No drift" in Path(report.path).read_text()
     assert "[6/6]" in capsys.readouterr().out
 
 

@@ -73,6 +73,19 @@ class Binding:
 
 
 @dataclass(frozen=True)
+class DriftAlerting:
+    """A log-based metric counting drift breaches, and the alert policy that watches it."""
+
+    metric: str  # the log-based metric's name
+    metric_description: str
+    log_filter: str
+    policy_display_name: str  # found again by this name
+    documentation: str  # Markdown in every notification
+    notification_channels: tuple[str, ...]  # projects/P/notificationChannels/ID
+    why: str
+
+
+@dataclass(frozen=True)
 class Infrastructure:
     """Everything one environment needs, with the reason for each piece."""
 
@@ -95,6 +108,7 @@ class Infrastructure:
     subscriptions: tuple[Subscription, ...] = ()
     scheduler_jobs: tuple[SchedulerJob, ...] = ()
     notes: tuple[str, ...] = ()  # what was left out and why, shown when provisioning
+    drift_alerting: DriftAlerting | None = None
 
     def bindings_on(self, scope: Scope) -> tuple[Binding, ...]:
         return tuple(b for b in self.bindings if b.scope == scope)

@@ -31,7 +31,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -54,6 +54,7 @@ UPLOAD_TIMEOUT_SECONDS = 3600.0
 _VERTEX_URI = re.compile(
     r"vertex://(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])/(?P<region>[a-z]+(?:-[a-z]+)+[0-9]+)/?"
 )
+RETRAIN_LABEL = "vertexkit-last-retrain"
 _VERTEX_FORM = "vertex://PROJECT/REGION (e.g. vertex://my-project/europe-west4)"
 
 
@@ -187,6 +188,40 @@ class VertexModelRegistry:
                 f"{champion.uri}"
             )
         return champion
+
+    def claim_retrain(
+        self, cooldown: timedelta, now: datetime | None = None, *, reason: str = ""
+    ) -> tuple[bool, datetime | None]:
+        """Claim the drift-triggered retraining of this model, once per ``cooldown``.
+
+        The time of the last claim is the model-level label ``vertexkit-last-retrain`` (seconds
+        since the epoch). The label is set with the etag of the model as read, a conditional
+        update: of two concurrent claims, Vertex AI refuses the second (409 or 412), so one run
+        starts. Returns (claimed, the last claim when refused within the cool-down).
+        """
+        now = now or datetime.now(timezone.utc)
+        model = self._send("read the retrain label", "GET", self._model)
+        labels = dict(model.get("labels") or {})
+        stamp = labels.get(RETRAIN_LABEL, "")
+        last = datetime.fromtimestamp(int(stamp), timezone.utc) if stamp.isdigit() else None
+        if last is not None and now - last < cooldown:
+            return False, last
+        # The answer merges model and version labels; writing them back at model level keeps
+        # every label the model showed, which is what a reader of the model sees anyway.
+        labels[RETRAIN_LABEL] = str(int(now.timestamp()))
+        body: dict[str, Any] = {"labels": labels}
+        if model.get("etag"):
+            body["etag"] = model["etag"]
+        answer = self._send(
+            "record the retraining",
+            "PATCH",
+            f"{self._model}?updateMask=labels",
+            body,
+            ok=(200, 409, 412),
+        )
+        if "error" in answer:  # a concurrent claim changed the model first
+            return False, None
+        return True, None
 
     def _upload(self, uri: str, description: str, *, new_model: bool) -> dict[str, Any] | None:
         """Upload one version and wait for it; None if ``new_model`` and the model exists."""

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vertexkit.gcp import ci_identity, service_infra
+from vertexkit.gcp import alerting, ci_identity, service_infra
 from vertexkit.gcp.infrastructure import (
     Binding,
     Bucket,
@@ -46,6 +46,7 @@ APIS: tuple[str, ...] = (
     "logging.googleapis.com",
     "serviceusage.googleapis.com",
     "storage.googleapis.com",
+    "monitoring.googleapis.com",  # the drift alert policy (gcp.alerting)
 )
 SECRET_API = "secretmanager.googleapis.com"  # only when config.secrets is not empty
 
@@ -210,6 +211,7 @@ def plan_infrastructure(config: ProjectConfig) -> Infrastructure:
         secrets=secrets,
         bindings=tuple(bindings),
         state_bucket=names.state_bucket,
+        drift_alerting=alerting.plan_alerting(config),
     )
     return service_infra.with_submission(ci_identity.extend(infra, config), config)
 
@@ -252,6 +254,7 @@ def tfvars(infra: Infrastructure) -> dict[str, Any]:
         "secret_roles": roles("secret", "secret"),
         **ci_identity.tfvars(infra),
         **service_infra.tfvars(infra),
+        **alerting.tfvars(infra),
     }
 
 
@@ -439,6 +442,7 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path) -> list[Step]:
         )
     steps += ci_identity.plan_gcloud(infra)
     steps += service_infra.plan_gcloud(infra, project_dir, IAM_RETRY_DELAYS)
+    steps += alerting.plan_gcloud(infra, project_dir)
     return steps
 
 
@@ -454,6 +458,7 @@ def plan_gcloud_teardown(
     steps: list[Step] = [confirmation("delete these resources?", yes, what="deprovision")]
     steps += ci_identity.plan_gcloud_teardown(infra)
     steps += service_infra.plan_gcloud_teardown(infra)
+    steps += alerting.plan_gcloud_teardown(infra)
     for b in reversed(infra.bindings_on("project")):
         email = b.member.split(":", 1)[1]
         steps.append(

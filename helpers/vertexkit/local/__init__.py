@@ -1,5 +1,5 @@
 """Local work: discover and compile pipelines, run them on kfp.local, size components, read and
-check tables, and the local model registry."""
+check tables, measure drift, and the local model registry."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
         table_statistics,
         write_table,
     )
+    from vertexkit.local.drift import reference_statistics
     from vertexkit.local.pipelines import compile_pipelines, discover
     from vertexkit.local.registry import LocalModelRegistry
     from vertexkit.local.runner import LocalRunError, run_local
@@ -30,6 +31,7 @@ _DEFINED_IN = {
     "read_table": "vertexkit.local.data",
     "table_statistics": "vertexkit.local.data",
     "write_table": "vertexkit.local.data",
+    "reference_statistics": "vertexkit.local.drift",
     "compile_pipelines": "vertexkit.local.pipelines",
     "discover": "vertexkit.local.pipelines",
     "LocalModelRegistry": "vertexkit.local.registry",
@@ -47,6 +49,7 @@ __all__ = [
     "discover",
     "load_schema",
     "read_table",
+    "reference_statistics",
     "run_local",
     "sized",
     "table_statistics",

@@ -6,6 +6,7 @@ Layout under ``root``::
         versions/<n>/                      the model files
         versions/<n>/registration.json     metrics, creation time, source, champion flag
         champion.json                      the current champion version and its metric value
+        retrain.json                       when drift last triggered a retraining (cool-down)
 
 Every registration is stored; it becomes champion only when there is no champion yet or it
 is strictly better on the chosen metric. Registrations from concurrent processes are safe:
@@ -27,7 +28,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _DIRECTIONS = ("maximize", "minimize")
 _REGISTRATION_FILE = "registration.json"
 _CHAMPION_FILE = "champion.json"
+_RETRAIN_FILE = "retrain.json"
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,30 @@ class LocalModelRegistry:
         )
         return champion
 
+    def claim_retrain(
+        self, cooldown: timedelta, now: datetime | None = None, *, reason: str = ""
+    ) -> tuple[bool, datetime | None]:
+        """Claim the drift-triggered retraining of this model, once per ``cooldown``.
+
+        Returns (True, None) and records ``now`` in retrain.json when no retraining was claimed
+        within ``cooldown`` before ``now``; else (False, when the last one was). The file lock
+        makes concurrent claims of several processes start one retraining.
+        """
+        now = now or datetime.now(timezone.utc)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        marker = self._dir / _RETRAIN_FILE
+        with self._lock():
+            last = _last_retrain(marker)
+            if last is not None and now - last < cooldown:
+                return False, last
+            stamp = now.isoformat(timespec="seconds")
+            _write_json(marker, {"last_retrain": stamp, "reason": reason})
+        return True, None
+
+    def last_retrain(self) -> datetime | None:
+        """When drift last triggered a retraining of this model (None: never)."""
+        return _last_retrain(self._dir / _RETRAIN_FILE)
+
     def _require_champion(self) -> ModelVersion:
         champion = self.champion()
         if champion is None:
@@ -317,6 +343,13 @@ def _format_pair(a: float, b: float) -> tuple[str, str]:
     if short[0] == short[1] and a != b:
         return repr(a), repr(b)
     return short
+
+
+def _last_retrain(marker: Path) -> datetime | None:
+    try:
+        return datetime.fromisoformat(json.loads(marker.read_text())["last_retrain"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _now() -> str:

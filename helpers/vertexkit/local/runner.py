@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from vertexkit.local import pipelines as compiling
-from vertexkit.project.config import load_config
+from vertexkit.project.config import load_config, shown_parameter
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r" - INFO - Executing task '([^']+)'")
@@ -175,7 +175,7 @@ def run_local(
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     log_path = output_root / "logs" / f"{pipeline_name}-{stamp}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+    shown = ", ".join(shown_parameter(k, v) for k, v in arguments.items())
     console.write(f"Running pipeline {pipeline_name!r} locally ({plan.describe()})\n")
     if shown:
         console.write(f"  parameters: {shown}\n")

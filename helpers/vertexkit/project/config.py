@@ -8,6 +8,7 @@ Every error names the file (or variable) that set the offending field.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -35,6 +36,12 @@ from vertexkit.project.schedule import cron_problem, timezone_problem
 from vertexkit.project.settings import ComponentName, ComponentResources, KfpSettings
 
 BASE_FILE = "base.yaml"
+# A pipeline parameter of this name gets the environment's drift-check settings (see
+# ProjectConfig.monitoring_parameter), the way the other configured values reach pipelines.
+MONITORING_PARAMETER = "monitoring"
+_MONITORING_FIELDS = frozenset(
+    {"name", "naming_prefix", "gcp", "orchestrator", "kfp", "resources", "endpoints", "monitoring"}
+)
 ENV_PREFIX = "VERTEXKIT__"
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -264,6 +271,82 @@ class ResourcesConfig(_Strict):
         default=None,
         description="E-mail of the service account pipeline runs use (default: "
         "<naming_prefix>-pipelines@<project_id>.iam.gserviceaccount.com).",
+    )
+
+
+class DriftThresholds(_Strict):
+    """Limits of the drift measures; a value above its limit is a breach."""
+
+    distance: float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="Jensen-Shannon divergence (numeric features) or L-infinity distance "
+        "(categorical ones) from the training data's distribution, 0 to 1.",
+    )
+    missing_rate: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Increase of the share of missing values over the training data's.",
+    )
+    out_of_range_rate: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Share of values outside the training data's [min, max], or in categories "
+        "it never had.",
+    )
+
+
+class FeatureThresholds(_Strict):
+    """One feature's own limits; unset ones are the default thresholds."""
+
+    distance: float | None = Field(default=None, ge=0, le=1, description="See thresholds.")
+    missing_rate: float | None = Field(default=None, ge=0, le=1, description="See thresholds.")
+    out_of_range_rate: float | None = Field(default=None, ge=0, le=1, description="See thresholds.")
+
+
+_CHANNEL_RE = re.compile(
+    r"^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/)?[A-Za-z0-9_-]{1,128}$"
+)
+
+
+def _channel(value: str) -> str:
+    if not _CHANNEL_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a notification channel: its id (e.g. 1234567890123456789) or "
+            "projects/PROJECT/notificationChannels/ID, as `gcloud beta monitoring channels "
+            "list` shows"
+        )
+    return value
+
+
+class MonitoringConfig(_Strict):
+    """Drift checks of the prediction pipeline, their alerts and the retraining they trigger."""
+
+    thresholds: DriftThresholds = Field(
+        default_factory=DriftThresholds, description="Default limits of every feature."
+    )
+    features: dict[str, FeatureThresholds] = Field(
+        default_factory=dict,
+        description="Limits of single features, by column name; they win over thresholds.",
+    )
+    retrain_on_drift: bool = Field(
+        default=False,
+        description="Submit the training pipeline when a prediction run finds drift (at most "
+        "once per retrain_cooldown_hours); off: the breach is only reported and alerted.",
+    )
+    retrain_cooldown_hours: float = Field(
+        default=24.0,
+        gt=0,
+        le=24 * 365,
+        description="Hours after a drift-triggered retraining during which no other is started.",
+    )
+    alert_notification_channels: list[Annotated[str, AfterValidator(_channel)]] = Field(
+        default_factory=list,
+        description="Cloud Monitoring notification channels (ids or full names) of the drift "
+        "alert policy that invoke provision creates; empty: the policy notifies nobody.",
     )
 
 
@@ -497,6 +580,12 @@ class ProjectConfig(_Strict):
         "cloud-scheduler (Cloud Scheduler -> Pub/Sub -> the submission service) or none.",
     )
 
+    monitoring: MonitoringConfig = Field(
+        default_factory=MonitoringConfig,
+        description="Drift checks of batch predictions, their alerting and drift-triggered "
+        "retraining.",
+    )
+
     _environment: str = PrivateAttr(default="local")
     _sources: dict[Path_, str] = PrivateAttr(default_factory=dict)
 
@@ -566,9 +655,18 @@ class ProjectConfig(_Strict):
     def pipeline_parameters(self, pipeline: str, declared: set[str]) -> dict[str, Any]:
         """Configured values for ``pipeline``: shared parameters it declares, then its own."""
         values = {k: v for k, v in self.parameters.items() if k in declared}
+        if MONITORING_PARAMETER in declared:
+            values[MONITORING_PARAMETER] = self.monitoring_parameter()
         if pipeline in self.pipelines:
             values.update(self.pipelines[pipeline].parameters)
         return values
+
+    def monitoring_parameter(self) -> str:
+        """The ``monitoring`` pipeline parameter, JSON: the environment's name and the parts of
+        its config a drift check needs at run time (thresholds, retraining, and where and how
+        to submit the training pipeline). Names and settings only: the config holds no secrets."""
+        data = self.model_dump(mode="json", include=set(_MONITORING_FIELDS), exclude_none=True)
+        return json.dumps({"environment": self.environment, "config": data}, sort_keys=True)
 
     @property
     def names(self) -> Resources:
@@ -588,6 +686,38 @@ class ProjectConfig(_Strict):
 
     def pipeline(self, name: str) -> PipelineConfig:
         return self.pipelines.get(name, PipelineConfig())
+
+
+def shown_parameter(key: str, value: Any) -> str:
+    """``key=value`` for people; the monitoring parameter's JSON is summarised."""
+    if key == MONITORING_PARAMETER and isinstance(value, str):
+        try:
+            environment = json.loads(value)["environment"]
+        except (ValueError, TypeError, KeyError):
+            return f"{key}={value!r}"
+        return f"{key}=<monitoring settings of {environment}>"
+    return f"{key}={value!r}"
+
+
+def config_from_parameter(text: str) -> ProjectConfig:
+    """The config that :meth:`ProjectConfig.monitoring_parameter` wrote, validated again."""
+    where = f"pipeline parameter {MONITORING_PARAMETER}"
+    try:
+        data = json.loads(text)
+        environment, settings = data["environment"], data["config"]
+    except (ValueError, TypeError, KeyError):
+        raise ConfigError(
+            f"{where}: not the JSON that `invoke compile`/`invoke run` fill it with from "
+            "config/ (leave the parameter to them)"
+        ) from None
+    if not isinstance(environment, str) or not isinstance(settings, dict):
+        raise ConfigError(f"{where}: expected environment (text) and config (a mapping)")
+    try:
+        config = ProjectConfig.model_validate(settings)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, {(): where})) from None
+    config._environment = environment
+    return config
 
 
 def environments(project_dir: str | Path) -> list[str]:

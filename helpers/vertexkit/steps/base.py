@@ -80,7 +80,7 @@ class CommandStep:
     only_if: tuple[str, ...] = ()
     stream: bool = False
     retry_delays: tuple[float, ...] = ()
-    resolve: Callable[[CommandStep, Responses], CommandStep] | None = field(
+    resolve: Callable[[CommandStep, Responses], CommandStep | str] | None = field(
         default=None, compare=False, repr=False
     )
     extract: Callable[[str], Any] | None = field(default=None, compare=False, repr=False)
@@ -108,6 +108,8 @@ class CommandStep:
 
     def apply(self, responses: Responses, sender: Any = None) -> Any:
         step = self.resolve(self, responses) if self.resolve else self
+        if step is SKIPPED:  # resolve found nothing to do (e.g. nothing to delete)
+            return SKIPPED
         if step.unless and command_succeeds(step.unless, step.cwd):
             return SKIPPED
         if step.only_if and not command_succeeds(step.only_if, step.cwd):

@@ -470,3 +470,23 @@ variable "subscription_roles" {
     error_message = "A member is serviceAccount:, group: or user: with an e-mail address, or a principal:// or principalSet:// identity; never allUsers or allAuthenticatedUsers."
   }
 }
+
+variable "drift_alert" {
+  description = "The log-based metric counting the prediction pipeline's drift breach log lines, and the alert policy on it (monitoring.tf; vertexkit.gcp.alerting plans both)."
+  type = object({
+    metric                = string
+    metric_description    = string
+    log_filter            = string
+    policy_display_name   = string
+    documentation         = string
+    notification_channels = list(string)
+    alignment_period      = string
+    auto_close            = string
+  })
+  nullable = false
+
+  validation {
+    condition     = alltrue([for channel in var.drift_alert.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[^/]+$", channel))])
+    error_message = "A notification channel is projects/PROJECT/notificationChannels/ID."
+  }
+}
