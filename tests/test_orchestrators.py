@@ -122,6 +122,20 @@ def test_deploy_submits_the_version_published_in_the_same_plan(
     assert run is not None and run.state == "pending"
 
 
+def test_latest_submits_the_newest_published_template(
+    orchestrator: Orchestrator, template: Path
+) -> None:
+    """The retraining trigger runs ``latest``: the newest template, whatever its commit."""
+    name = _template_name(template)
+    _apply(orchestrator.plan_publish({"training": template}, RELEASE))
+    latest = Release("latest", ["latest"])
+    steps = orchestrator.plan_submit("training", PARAMETERS, latest, template_name=name)
+    run = orchestrator.submitted(_apply(steps))
+    assert run is not None and run.state == "pending"
+    found = _apply(orchestrator.plan_find_published("training", latest, template_name=name))
+    assert found, "latest is found once anything is published"
+
+
 def test_find_published_finds_this_release_and_refuses_another(
     orchestrator: Orchestrator, template: Path
 ) -> None:

@@ -43,7 +43,7 @@ from urllib.parse import quote, quote_plus, urlencode
 
 from vertexkit.orchestrators.base import Orchestrator, Run, RunState, follow_tasks
 from vertexkit.project.config import ProjectConfig
-from vertexkit.project.release import Release
+from vertexkit.project.release import LATEST, Release
 from vertexkit.project.settings import KfpSettings, host_problem
 from vertexkit.steps import (
     CloudError,
@@ -311,15 +311,14 @@ def plan_experiment(settings: KfpSettings, experiment: str) -> list[Step]:
 def plan_version_lookup(
     settings: KfpSettings, pipeline: str, commit: str, *, project: str, environment: str
 ) -> list[Step]:
-    """Find the newest version of ``pipeline`` published from ``commit`` (runs without publish)."""
+    """Find the newest version of ``pipeline`` published from ``commit`` (runs without publish);
+    ``latest``: the newest version, whatever its commit (as the tag ``latest`` on Vertex AI)."""
     full = pipeline_name(project, pipeline, environment)
     find = plan_find_pipeline(settings, pipeline, full)
     base = api_base(settings)
-    query = {
-        "page_size": 1,
-        "sort_by": "created_at desc",
-        "filter": _filter("display_name", f"{commit}-", IS_SUBSTRING),
-    }
+    query: dict[str, Any] = {"page_size": 1, "sort_by": "created_at desc"}
+    if commit != LATEST:
+        query["filter"] = _filter("display_name", f"{commit}-", IS_SUBSTRING)
     marker = placeholder(find.step, "pipeline_id")
     advice = f"publish it first: invoke publish --env {environment}"
 
@@ -335,7 +334,9 @@ def plan_version_lookup(
         versions = (answer or {}).get("pipeline_versions") or []
         if not versions:
             raise KfpError(
-                f"pipeline {full!r} on {base} has no version from commit {commit}: {advice}"
+                f"pipeline {full!r} on {base} has no version"
+                + ("" if commit == LATEST else f" from commit {commit}")
+                + f": {advice}"
             )
         return versions[0]
 
