@@ -205,6 +205,9 @@ class Resources(_Strict):
     deployer_service_account: str
     build_service_account: str
     state_bucket: str
+    # CI only, first environment, Terraform (docs/ci-identity.md): applies and plans infra/.
+    provisioner_service_account: str
+    planner_service_account: str
 
     @property
     def pipeline_root(self) -> str:
@@ -483,6 +486,8 @@ class ProjectConfig(_Strict):
             deployer_service_account=f"{prefix}-deployer@{project}.iam.gserviceaccount.com",
             build_service_account=f"{prefix}-builder@{project}.iam.gserviceaccount.com",
             state_bucket=self.provisioning.state_bucket or f"{project}-{prefix}-tfstate",
+            provisioner_service_account=f"{prefix}-provision@{project}.iam.gserviceaccount.com",
+            planner_service_account=f"{prefix}-planner@{project}.iam.gserviceaccount.com",
         )
 
     def pipeline(self, name: str) -> PipelineConfig:
