@@ -399,13 +399,14 @@ def test_sample_tfvars_keys_are_the_declared_variables(rendered: dict[str, Path]
 
 
 def _plan_variables(folder: Path, work: Path, tfvars: dict[str, Any]) -> tuple[int, list[str]]:
-    """Terraform's own type and validation checks of ``tfvars`` against variables.tf.
+    """Terraform's own type and validation checks of ``tfvars`` against the variables.
 
     A configuration of the variables alone needs no provider: init and plan run offline.
     """
     if not (work / ".terraform").exists():
         work.mkdir(parents=True, exist_ok=True)
-        shutil.copy(folder / "variables.tf", work)
+        for variables in folder.glob("*variables.tf"):  # variables.tf, <topic>_variables.tf
+            shutil.copy(variables, work)
         (work / "versions.tf").write_text('terraform {\n  required_version = ">= 1.5"\n}\n')
         init = TerraformCommand(str(work)).init(check=False)
         assert init.retcode == 0, init.error

@@ -559,30 +559,41 @@ def promote(
         )
 
 
-@task(help={**_CLOUD_HELP, "yes": "apply without asking (needed without a terminal)"})
+@task(
+    help={
+        **_CLOUD_HELP,
+        "yes": "apply without asking (needed without a terminal)",
+        "plan": "terraform plan only (-lock=false): show what apply would change, create nothing",
+    }
+)
 def provision(
     c: Context,
     env: str | None = None,
     dry_run: bool = False,
     json: bool = False,
     yes: bool = False,
+    plan: bool = False,
 ) -> None:
     """Create the environment's APIs, bucket, repositories, service accounts, secrets and roles
-    with the configured tool (provisioning.tool: terraform or gcloud); safe to run again."""
+    with the configured tool (provisioning.tool: terraform or gcloud); safe to run again.
+    --plan (terraform): what apply would change, nothing created."""
     from vertexkit.gcp import provision as provisioning
 
     root = project_root(c=c)
     env = _required_env(root, env)
     try:
         config = load_config(root, env)
-        steps = provisioning.plan_provision(config, root, yes=yes)
+        steps = provisioning.plan_provision(config, root, yes=yes, plan=plan)
         if not dry_run:
             provisioning.require_tool(config)
     except (*_USER_ERRORS, provisioning.ProvisioningError) as exc:
         raise _fail(exc) from None
     _apply(steps, dry_run, json, env, root=root)
     if not dry_run:
-        print(f"provisioned environment {env}: `invoke precheck --env {env}` checks it")
+        if plan:
+            print(f"planned environment {env}: nothing was changed")
+        else:
+            print(f"provisioned environment {env}: `invoke precheck --env {env}` checks it")
 
 
 @task(
