@@ -12,7 +12,10 @@ invoke CLI with a fake terraform on PATH and the recording server as Cloud Stora
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -446,3 +449,48 @@ def test_plan_needs_terraform_and_says_so(
         result.stderr
     )
     assert calls(tmp_path) == []
+
+
+# --- the CI files' credentials --------------------------------------------------------------
+
+CREDENTIALS_SCRIPT = (
+    Path(__file__).parent.parent
+    / "template"
+    / "{% if ci in ['gitlab-ci', 'bitbucket-pipelines', 'jenkins'] %}ci{% endif %}"
+    / "google_credentials.py"
+)
+
+
+def test_the_credential_configuration_acts_as_the_account_the_job_names(tmp_path: Path) -> None:
+    """GitLab, Bitbucket and Jenkins jobs name the provisioner's or planner's variable."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("GCP_")}
+    environ.update(
+        GCP_WORKLOAD_IDENTITY_PROVIDER=(
+            "projects/123456789012/locations/global/workloadIdentityPools/demo-ci/providers/gitlab"
+        ),
+        GCP_SERVICE_ACCOUNT=DEPLOYER,
+        GCP_PLANNER_SERVICE_ACCOUNT=PLANNER,
+        CI_TOKEN="header.payload.signature",
+    )
+    out = tmp_path / "credentials.json"
+
+    def write(*extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(CREDENTIALS_SCRIPT), "--token-env", "CI_TOKEN"]
+        return subprocess.run(
+            [*command, "--out", str(out), *extra],
+            env=environ,
+            capture_output=True,
+            text=True,
+        )
+
+    def acting_as() -> str:
+        url = json.loads(out.read_text())["service_account_impersonation_url"]
+        return url.rsplit("/", 1)[1].removesuffix(":generateAccessToken")
+
+    assert write().returncode == 0 and acting_as() == DEPLOYER
+    done = write("--service-account-env", "GCP_PLANNER_SERVICE_ACCOUNT")
+    assert done.returncode == 0, done.stderr
+    assert acting_as() == PLANNER
+    missing = write("--service-account-env", "GCP_PROVISIONER_SERVICE_ACCOUNT")
+    assert missing.returncode != 0
+    assert "GCP_PROVISIONER_SERVICE_ACCOUNT is not set" in missing.stderr
