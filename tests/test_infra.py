@@ -37,6 +37,8 @@ TF_FILES = [
     "README.md",
     "apis.tf",
     "ci_identity.tf",
+    "ci_provisioning.tf",
+    "ci_provisioning_variables.tf",
     "cloudbuild.tf",
     "iam.tf",
     "outputs.tf",
@@ -352,6 +354,11 @@ def test_no_broad_roles_keys_or_public_members_in_the_resources(rendered: dict[s
     ci = {
         "google_service_account_iam_member.ci_workload_identity",
         "google_secret_manager_secret_iam_member.cloud_build_tokens",
+        # The CI provisioner's and planner's (tests/test_ci_provisioning.py).
+        "google_project_iam_member.ci_provisioning",
+        "google_storage_bucket_iam_member.ci_state",
+        "google_service_account_iam_member.ci_provisioning",
+        "google_service_account_iam_member.ci_provisioning_federation",
     }
     assert set(iam) >= ci
     iam = {address: block for address, block in iam.items() if address not in ci}
