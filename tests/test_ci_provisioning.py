@@ -494,3 +494,31 @@ def test_the_credential_configuration_acts_as_the_account_the_job_names(tmp_path
     missing = write("--service-account-env", "GCP_PROVISIONER_SERVICE_ACCOUNT")
     assert missing.returncode != 0
     assert "GCP_PROVISIONER_SERVICE_ACCOUNT is not set" in missing.stderr
+
+
+# --- documentation ------------------------------------------------------------------------
+
+
+def provisioning_docs_rows(tmp_path: Path) -> str:
+    rows = ["| identity | role | on | why |", "| --- | --- | --- | --- |"]
+    cases = {
+        "github-actions": configs(tmp_path / "wif", "github-actions")["dev"],
+        "cloud-build": cloud_build(tmp_path / "cb", "github")["dev"],
+    }
+    for config in cases.values():
+        rows += ci_identity.provisioning_rows(provision.plan_infrastructure(config))
+    return "\n".join(rows)
+
+
+def test_docs_provisioning_identities_are_the_plan(tmp_path: Path) -> None:
+    """docs/ci-identity.md shows the provisioner's and planner's roles as the plan grants them:
+    regenerate the table between its markers with VERTEXKIT_UPDATE_DOCS=1."""
+    page_path = Path(__file__).parent.parent / "docs" / "ci-identity.md"
+    page = page_path.read_text()
+    start = page.index("\n", page.index("<!-- ci provisioning identities:")) + 1
+    end = page.index("<!-- end of ci provisioning identities -->")
+    expected = provisioning_docs_rows(tmp_path)
+    if os.environ.get("VERTEXKIT_UPDATE_DOCS"):
+        page_path.write_text(page[:start] + expected + "\n" + page[end:])
+        return
+    assert page[start:end].strip() == expected

@@ -1105,6 +1105,16 @@ def identity_rows(infra: Infrastructure) -> list[str]:
                 f"| | `{SECRET_ACCESSOR}` | secret `{secret}` | read the {ci.connection.host} "
                 "token the team stored |"
             )
+    return rows + provisioning_rows(infra)
+
+
+def provisioning_rows(infra: Infrastructure) -> list[str]:
+    """Rows of the identities table for the CI provisioner and planner: roles, and the
+    principalSets that may act as each."""
+    ci = infra.ci
+    if ci is None:
+        return []
+    rows: list[str] = []
     for account in ci.accounts:
         rows.append(f"| `{account.account_id}` | | | {account.why}: {account.admitted} |")
         for r in account.roles:
@@ -1116,4 +1126,5 @@ def identity_rows(infra: Infrastructure) -> list[str]:
                     f"| `{who}/{principal}` | `{WORKLOAD_IDENTITY_USER}` | service account "
                     f"`{account.email}` | act as the CI {account.kind}, keyless |"
                 )
+
     return rows
