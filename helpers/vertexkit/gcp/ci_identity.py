@@ -14,7 +14,11 @@ From the ``ci`` section of the config (docs/ci-identity.md), :func:`plan_ci` com
 * for Cloud Build: a 2nd-gen connection to the repository host (tokens read from Secret
   Manager secrets the team creates), the linked repository, and the environment's triggers,
   which run as the deployer account (until the repository and, on GitHub, the app's
-  installation id are configured, only a note says what is missing).
+  installation id are configured, only a note says what is missing);
+* with Terraform, in the environment main deploys to, the CI provisioner (``terraform apply``,
+  admitted from the main branch only) and the read-only CI planner (``terraform plan``, pull
+  requests), with :func:`provisioning_accounts`: principalSets narrowed by an attribute the
+  provider maps, or the infra-apply and infra-plan Cloud Build triggers running as them.
 
 :mod:`vertexkit.gcp.provision` calls the hooks here (:func:`extend`, :func:`tfvars`,
 :func:`plan_gcloud`, :func:`plan_gcloud_teardown`, :func:`terraform_notes`,

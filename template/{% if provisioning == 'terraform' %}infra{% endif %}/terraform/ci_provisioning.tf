@@ -7,19 +7,14 @@
 # here without ci_provisioning (its variable: ci_provisioning_variables.tf).
 
 locals {
-  ci_provisioning = var.ci_provisioning == null ? {
-    accounts = {}, project_roles = {}, state_bucket_roles = {}, service_account_roles = {}, workload_identity = {}
-    } : {
-    accounts              = var.ci_provisioning.accounts
-    project_roles         = { for b in var.ci_provisioning.project_roles : "${b.role} ${b.member}" => b }
-    state_bucket_roles    = { for b in var.ci_provisioning.state_bucket_roles : "${b.role} ${b.member}" => b }
-    service_account_roles = { for b in var.ci_provisioning.service_account_roles : "${b.service_account} ${b.role} ${b.member}" => b }
-    workload_identity     = { for w in var.ci_provisioning.workload_identity : "${w.service_account} ${w.principal}" => w }
-  }
+  ci_project_roles     = var.ci_provisioning == null ? {} : { for b in var.ci_provisioning.project_roles : "${b.role} ${b.member}" => b }
+  ci_state_roles       = var.ci_provisioning == null ? {} : { for b in var.ci_provisioning.state_bucket_roles : "${b.role} ${b.member}" => b }
+  ci_account_roles     = var.ci_provisioning == null ? {} : { for b in var.ci_provisioning.service_account_roles : "${b.service_account} ${b.role} ${b.member}" => b }
+  ci_workload_identity = var.ci_provisioning == null ? {} : { for w in var.ci_provisioning.workload_identity : "${w.service_account} ${w.principal}" => w }
 }
 
 resource "google_service_account" "ci_provisioning" {
-  for_each = local.ci_provisioning.accounts
+  for_each = var.ci_provisioning == null ? {} : var.ci_provisioning.accounts
 
   project      = var.project_id
   account_id   = each.key
@@ -30,7 +25,7 @@ resource "google_service_account" "ci_provisioning" {
 }
 
 resource "google_project_iam_member" "ci_provisioning" {
-  for_each = local.ci_provisioning.project_roles
+  for_each = local.ci_project_roles
 
   project = var.project_id
   role    = each.value.role
@@ -42,7 +37,7 @@ resource "google_project_iam_member" "ci_provisioning" {
 # The state bucket is made by `invoke provision` before Terraform runs, not by this
 # configuration: the roles name it.
 resource "google_storage_bucket_iam_member" "ci_state" {
-  for_each = local.ci_provisioning.state_bucket_roles
+  for_each = local.ci_state_roles
 
   bucket = var.ci_provisioning.state_bucket
   role   = each.value.role
@@ -53,7 +48,7 @@ resource "google_storage_bucket_iam_member" "ci_state" {
 
 # Cloud Build: the provisioner creates triggers that run as the accounts.
 resource "google_service_account_iam_member" "ci_provisioning" {
-  for_each = local.ci_provisioning.service_account_roles
+  for_each = local.ci_account_roles
 
   service_account_id = "projects/${var.project_id}/serviceAccounts/${each.value.service_account}"
   role               = each.value.role
@@ -65,7 +60,7 @@ resource "google_service_account_iam_member" "ci_provisioning" {
 # principalSet://iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/
 # <pool>/attribute.ref/refs/heads/main (GitHub's main branch, for the provisioner), ...
 resource "google_service_account_iam_member" "ci_provisioning_federation" {
-  for_each = local.ci_provisioning.workload_identity
+  for_each = local.ci_workload_identity
 
   service_account_id = "projects/${var.project_id}/serviceAccounts/${each.value.service_account}"
   role               = "roles/iam.workloadIdentityUser"
