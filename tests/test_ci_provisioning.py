@@ -522,3 +522,18 @@ def test_docs_provisioning_identities_are_the_plan(tmp_path: Path) -> None:
         page_path.write_text(page[:start] + expected + "\n" + page[end:])
         return
     assert page[start:end].strip() == expected
+
+
+def test_provision_prints_where_each_ci_system_names_the_accounts(tmp_path: Path) -> None:
+    for system, where in {
+        "gitlab-ci": "(CI variable GCP_PROVISIONER_SERVICE_ACCOUNT)",
+        "jenkins": "(Jenkins credential gcp-provisioner-service-account-dev)",
+    }.items():
+        infra = provision.plan_infrastructure(configs(tmp_path, system)["dev"])
+        assert f"provisioner service account: {PROVISIONER} {where}" in ci_identity.ci_summary(
+            infra, "123"
+        )
+    infra = provision.plan_infrastructure(cloud_build(tmp_path, "gitlab")["dev"])
+    [notes] = ci_identity.terraform_notes(infra)
+    shown = notes.apply({})  # a LocalStep: prints and returns its text
+    assert f"planner service account: {PLANNER}\n" in shown + "\n"

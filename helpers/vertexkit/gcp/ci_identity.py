@@ -977,7 +977,7 @@ def ci_summary(infra: Infrastructure, project_number: str) -> str:
                 f"{provider.id}"
             )
     lines.append(f"  service account: {ci.deployer}")
-    lines += _account_lines(ci)
+    lines += _account_lines(ci, infra.environment)
     if ci.pending:
         lines.append(f"  {ci.pending}")
     if ci.system == "jenkins" and ci.pool is None:
@@ -1000,11 +1000,16 @@ ACCOUNT_VARIABLES = {
 }
 
 
-def _account_lines(ci: CiResources) -> list[str]:
+def _account_lines(ci: CiResources, env: str) -> list[str]:
     lines = []
     for account in ci.accounts:
-        variable = f" (CI variable {ACCOUNT_VARIABLES[account.kind]})" if ci.pool else ""
-        lines.append(f"  {account.kind} service account: {account.email}{variable}")
+        if ci.pool is None:  # Cloud Build: the trigger names it
+            where = ""
+        elif ci.system == "jenkins":
+            where = f" (Jenkins credential gcp-{account.kind}-service-account-{env})"
+        else:
+            where = f" (CI variable {ACCOUNT_VARIABLES[account.kind]})"
+        lines.append(f"  {account.kind} service account: {account.email}{where}")
     return lines
 
 
@@ -1016,7 +1021,7 @@ def terraform_notes(infra: Infrastructure) -> list[Step]:
     lines = [f"CI ({ci.system}) of environment {infra.environment}: the settings CI needs are in"]
     lines.append("  terraform -chdir=infra/terraform output (ci_workload_identity_providers,")
     lines.append("  service_account_emails, cloud_build_triggers, cloud_build_connection_action)")
-    lines += _account_lines(ci)
+    lines += _account_lines(ci, infra.environment)
     if ci.pending:
         lines.append(f"  {ci.pending}")
     text = "\n".join(lines)
