@@ -33,6 +33,7 @@ from tests.test_ci_identity import (
     SYSTEMS,
     TEMPLATE_TF,
     WORKSPACE_UUID,
+    _gcloud_project,
     admits,
     cloud_build,
     configs,
@@ -537,3 +538,18 @@ def test_provision_prints_where_each_ci_system_names_the_accounts(tmp_path: Path
     [notes] = ci_identity.terraform_notes(infra)
     shown = notes.apply({})  # a LocalStep: prints and returns its text
     assert f"planner service account: {PLANNER}\n" in shown + "\n"
+
+
+def test_gcloud_provisioning_of_dev_makes_no_provisioner_or_planner(tmp_path: Path) -> None:
+    """Through the fake gcloud: dev gets its pool and the deployer's trust, nothing more."""
+    project, tools = _gcloud_project(
+        tmp_path, {"system": "github-actions", **SYSTEMS["github-actions"]}
+    )
+    result = run_invoke(project, tmp_path, tools, "provision", "--env", "dev")
+    assert result.returncode == 0, result.stderr
+    made = calls(tmp_path)
+    assert [c for c in made if c[1:4] == ["iam", "workload-identity-pools", "create"]]
+    created = [c[4] for c in made if c[1:4] == ["iam", "service-accounts", "create"]]
+    assert created == ["demo-pipelines", "demo-deployer", "demo-builder"]
+    assert not [c for c in made if any("provision@" in a or "planner@" in a for a in c)]
+    assert "provisioner service account" not in result.stdout
