@@ -66,7 +66,11 @@ def expected_files(ci: str, tool: str, envs: list[str]) -> set[str]:
             "cloudbuild/pull-request.yaml",
             "cloudbuild/main.yaml",
             *[f"cloudbuild/promote-{env}.yaml" for env in further],
-            *(["cloudbuild/infra-plan.yaml"] if tool == "terraform" else []),
+            *(
+                ["cloudbuild/infra-plan.yaml", "cloudbuild/infra-apply.yaml"]
+                if tool == "terraform"
+                else []
+            ),
         },
         "github-actions": {
             ".github/workflows/pull-request.yml",
@@ -271,9 +275,21 @@ def check_jenkinsfile(text: str, tool: str, envs: list[str] = ALL_ENVIRONMENTS) 
     stages = jenkins_stages(text)
     expected = ["Install", "Checks"]
     expected += ["Infrastructure plan"] if tool == "terraform" else []
-    expected += ["Template update", f"Deploy to {envs[0]}"]
+    expected += ["Template update"]
+    expected += [f"Provision {envs[0]}"] if tool == "terraform" else []
+    expected += [f"Deploy to {envs[0]}"]
     expected += [f"Promote to {env}" for env in envs[1:]]
     assert list(stages) == expected
+    if tool == "terraform":
+        # Provisioning runs as the CI provisioner, from main only; the plan as the planner.
+        provision = stages[f"Provision {envs[0]}"]
+        assert "branch 'main'" in _block(provision, "when")
+        assert f"gcp-provisioner-service-account-{envs[0]}" in provision
+        assert f"invoke provision --env {envs[0]} --yes" in _block(provision, "steps")
+        plan = stages["Infrastructure plan"]
+        assert f"gcp-planner-service-account-{envs[0]}" in plan
+        assert f"invoke provision --env {envs[0]} --plan" in _block(plan, "steps")
+        assert "invoke provision" not in stages[f"Deploy to {envs[0]}"]
     assert "changeRequest()" in _block(stages["Checks"], "when")
     assert "branch 'main'" in _block(stages[f"Deploy to {envs[0]}"], "when")
     assert "catchError" in _block(stages["Template update"], "steps")
@@ -286,8 +302,8 @@ def check_jenkinsfile(text: str, tool: str, envs: list[str] = ALL_ENVIRONMENTS) 
         assert "tag pattern:" in _block(body, "when")
         assert f"invoke promote --from {envs[0]} --to {env} --yes" in _block(body, "steps")
     for name, body in stages.items():
-        if "invoke" in body and name.startswith(("Deploy", "Promote")):
-            assert "withGoogleCloud(" in body, f"stage {name} has no Google credentials"
+        if "invoke" in body and name.startswith(("Deploy", "Promote", "Provision")):
+            assert "withGoogleCloud" in body, f"stage {name} has no Google credentials"
 
 
 # --- every invoke call names a task and options that exist -----------------------------------

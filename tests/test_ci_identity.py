@@ -44,6 +44,8 @@ REPO_UUID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 DEPLOYMENT_UUID = "99999999-8888-7777-6666-555555555555"
 JENKINS = "https://jenkins.example.com"
 DEPLOYER = "demo-deployer@acme-ml-dev.iam.gserviceaccount.com"
+PROVISIONER = "demo-provision@acme-ml-dev.iam.gserviceaccount.com"
+PLANNER = "demo-planner@acme-ml-dev.iam.gserviceaccount.com"
 NUMBER = "123456789012"
 AGENT = "serviceAccount:infra-1234.svc.id.goog[jenkins/agent]"
 
@@ -480,7 +482,7 @@ def cloud_build(tmp_path: Path, host: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("host", list(CLOUD_BUILD))
-def test_cloud_build_triggers_run_as_the_deployer_and_promotions_wait(
+def test_cloud_build_triggers_run_as_their_accounts_and_promotions_wait(
     tmp_path: Path, host: str
 ) -> None:
     for env, config in cloud_build(tmp_path, host).items():
@@ -488,26 +490,32 @@ def test_cloud_build_triggers_run_as_the_deployer_and_promotions_wait(
         data = provision.tfvars(infra)
         assert data["ci_pool"] is None
         build = data["cloud_build"]
-        assert build["service_account"] == DEPLOYER and build["host"] == host
+        assert build["host"] == host
         assert build["connection"] == f"demo-{host}"
         assert build["remote_uri"].endswith(f"/{REPOSITORY[host]}.git")
         triggers = build["triggers"]
         if env == "dev":
-            assert set(triggers) == {
-                "demo-dev-pull-request",
-                "demo-dev-main",
-                "demo-dev-infra-plan",
+            # Infra changes are planned as the planner and applied as the provisioner; the
+            # rest runs as the deployer.
+            assert {name: t["service_account"] for name, t in triggers.items()} == {
+                "demo-dev-pull-request": DEPLOYER,
+                "demo-dev-main": DEPLOYER,
+                "demo-dev-infra-plan": PLANNER,
+                "demo-dev-infra-apply": PROVISIONER,
             }
-            plan = triggers["demo-dev-infra-plan"]
-            assert plan["included_files"] == ["infra/**", "config/**"]
+            plan, apply = triggers["demo-dev-infra-plan"], triggers["demo-dev-infra-apply"]
+            assert plan["included_files"] == apply["included_files"] == ["infra/**", "config/**"]
             assert plan["filename"] == "cloudbuild/infra-plan.yaml"
+            assert plan["pull_request_branch"] == "^main$" and plan["push_branch"] is None
+            assert apply["filename"] == "cloudbuild/infra-apply.yaml"
+            assert apply["push_branch"] == "^main$" and apply["pull_request_branch"] is None
             assert triggers["demo-dev-main"]["push_branch"] == "^main$"
             assert triggers["demo-dev-main"]["filename"] == "cloudbuild/main.yaml"
             assert triggers["demo-dev-pull-request"]["pull_request_branch"] == "^main$"
             assert not any(t["approval_required"] for t in triggers.values())
         else:
             [(name, release)] = triggers.items()
-            assert name == "demo-prod-release"
+            assert name == "demo-prod-release" and release["service_account"] == DEPLOYER
             assert release["approval_required"] is True
             assert release["filename"] == "cloudbuild/promote-prod.yaml"
             assert re.match(release["push_tag"], "v1.2.3") and not re.match(
@@ -667,7 +675,7 @@ def _same(commands: list[list[str]], data: dict[str, Any], where: tuple[str, str
         flags = _flags(command)
         expected = build["triggers"][flags["name"]]
         assert flags["build-config"] == expected["filename"]
-        assert flags["service-account"].endswith("/serviceAccounts/" + build["service_account"])
+        assert flags["service-account"].endswith("/serviceAccounts/" + expected["service_account"])
         assert ("--require-approval" in command) == expected["approval_required"], where
         event = {
             "pull-request-pattern": expected["pull_request_branch"],
@@ -716,7 +724,7 @@ def test_terraform_resources_take_every_value_from_the_variables() -> None:
     build = _tf("cloudbuild.tf")
     trigger = build["google_cloudbuild_trigger.ci"]
     assert _unquote(trigger["service_account"]) == (
-        "projects/${var.project_id}/serviceAccounts/${var.cloud_build.service_account}"
+        "projects/${var.project_id}/serviceAccounts/${each.value.service_account}"
     )
     [approval] = trigger["approval_config"]
     assert approval["approval_required"] == "${each.value.approval_required}"
@@ -745,6 +753,7 @@ def test_terraform_takes_the_ci_tfvars_of_every_system(tmp_path: Path) -> None:
     variables_dir = tmp_path / "module"
     variables_dir.mkdir()
     shutil.copy(TEMPLATE_TF / "variables.tf", variables_dir)
+    shutil.copy(TEMPLATE_TF / "ci_provisioning_variables.tf", variables_dir)  # ci_provisioning
     for name, data in every.items():
         assert _plan_variables(variables_dir, tmp_path / "plan", data) == (0, []), name
     # Terraform refuses a provider without condition and a release trigger without approval.

@@ -37,6 +37,8 @@ TF_FILES = [
     "README.md",
     "apis.tf",
     "ci_identity.tf",
+    "ci_provisioning.tf",
+    "ci_provisioning_variables.tf",
     "cloudbuild.tf",
     "iam.tf",
     "monitoring.tf",
@@ -370,6 +372,11 @@ def test_no_broad_roles_keys_or_public_members_in_the_resources(rendered: dict[s
     ci = {
         "google_service_account_iam_member.ci_workload_identity",
         "google_secret_manager_secret_iam_member.cloud_build_tokens",
+        # The CI provisioner's and planner's (tests/test_ci_provisioning.py).
+        "google_project_iam_member.ci_provisioning",
+        "google_storage_bucket_iam_member.ci_state",
+        "google_service_account_iam_member.ci_provisioning",
+        "google_service_account_iam_member.ci_provisioning_federation",
     }
     assert set(iam) >= ci
     iam = {address: block for address, block in iam.items() if address not in ci}
@@ -419,13 +426,14 @@ def test_sample_tfvars_keys_are_the_declared_variables(rendered: dict[str, Path]
 
 
 def _plan_variables(folder: Path, work: Path, tfvars: dict[str, Any]) -> tuple[int, list[str]]:
-    """Terraform's own type and validation checks of ``tfvars`` against variables.tf.
+    """Terraform's own type and validation checks of ``tfvars`` against the variables.
 
     A configuration of the variables alone needs no provider: init and plan run offline.
     """
     if not (work / ".terraform").exists():
         work.mkdir(parents=True, exist_ok=True)
-        shutil.copy(folder / "variables.tf", work)
+        for variables in folder.glob("*variables.tf"):  # variables.tf, <topic>_variables.tf
+            shutil.copy(variables, work)
         (work / "versions.tf").write_text('terraform {\n  required_version = ">= 1.5"\n}\n')
         init = TerraformCommand(str(work)).init(check=False)
         assert init.retcode == 0, init.error

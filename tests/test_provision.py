@@ -180,6 +180,8 @@ SPEC_KEYS = {
     "topic_roles": list,
     "subscription_roles": list,
     "drift_alert": dict,
+    # The CI provisioner and planner (Terraform, with CI): null without CI.
+    "ci_provisioning": (dict, type(None)),
 }
 
 
@@ -287,8 +289,12 @@ for arg in args:
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(json.dumps(record) + "\\n")
 if "plan" in args:
-    out = next(a.split("=", 1)[1] for a in args if a.startswith("-out="))
-    open(out, "w").write("saved plan")
+    if os.environ.get("FAKE_PLAN_FAILS"):
+        sys.stderr.write("Error: googleapi: Error 403: Permission denied\\n")
+        sys.exit(1)
+    out = next((a.split("=", 1)[1] for a in args if a.startswith("-out=")), None)
+    if out:
+        open(out, "w").write("saved plan")
     print("Plan: 20 to add, 0 to change, 0 to destroy.")
 if "apply" in args and not os.path.exists(args[-1]):
     sys.stderr.write("Error: Failed to load the saved plan\\n")

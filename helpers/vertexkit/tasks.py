@@ -578,6 +578,7 @@ def promote(
         "yes": "apply without asking (needed without a terminal)",
         "service_image": "REPO@sha256:DIGEST: the submission service's image (default: the one "
         "`invoke build --env ENV` recorded)",
+        "plan": "terraform plan only (-lock=false): show what apply would change, create nothing",
     }
 )
 def provision(
@@ -587,9 +588,11 @@ def provision(
     json: bool = False,
     yes: bool = False,
     service_image: str | None = None,
+    plan: bool = False,
 ) -> None:
     """Create the environment's APIs, bucket, repositories, service accounts, secrets and roles
-    with the configured tool (provisioning.tool: terraform or gcloud); safe to run again."""
+    with the configured tool (provisioning.tool: terraform or gcloud); safe to run again.
+    --plan (terraform): what apply would change, nothing created."""
     from vertexkit.gcp import provision as provisioning
     from vertexkit.gcp import service_infra
 
@@ -599,14 +602,19 @@ def provision(
         config = load_config(root, env)
         if service_image:
             service_infra.check_image(service_image)
-        steps = provisioning.plan_provision(config, root, yes=yes, service_image=service_image)
+        steps = provisioning.plan_provision(
+            config, root, yes=yes, service_image=service_image, plan=plan
+        )
         if not dry_run:
             provisioning.require_tool(config)
     except (*_USER_ERRORS, provisioning.ProvisioningError) as exc:
         raise _fail(exc) from None
     _apply(steps, dry_run, json, env, root=root)
     if not dry_run:
-        print(f"provisioned environment {env}: `invoke precheck --env {env}` checks it")
+        if plan:
+            print(f"planned environment {env}: nothing was changed")
+        else:
+            print(f"provisioned environment {env}: `invoke precheck --env {env}` checks it")
 
 
 @task(

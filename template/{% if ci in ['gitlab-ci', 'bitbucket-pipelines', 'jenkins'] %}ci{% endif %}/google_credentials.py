@@ -11,7 +11,9 @@ at Google's Security Token Service and acts as the service account.
 
 Reads GCP_WORKLOAD_IDENTITY_PROVIDER
 (projects/NUMBER/locations/global/workloadIdentityPools/POOL/providers/PROVIDER) and
-GCP_SERVICE_ACCOUNT (the CI deployer account's e-mail); `invoke provision` prints both.
+GCP_SERVICE_ACCOUNT (the CI deployer account's e-mail), or the variable --service-account-env
+names (GCP_PROVISIONER_SERVICE_ACCOUNT, GCP_PLANNER_SERVICE_ACCOUNT); `invoke provision` prints
+them.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--token-env", required=True, help="variable holding the ID token")
     parser.add_argument("--out", required=True, type=Path, help="configuration file to write")
+    parser.add_argument(
+        "--service-account-env",
+        default="GCP_SERVICE_ACCOUNT",
+        help="variable holding the account's e-mail (default: GCP_SERVICE_ACCOUNT)",
+    )
     args = parser.parse_args(argv)
     provider = _required(
         "GCP_WORKLOAD_IDENTITY_PROVIDER",
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         "projects/123456789012/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
     )
     service_account = _required(
-        "GCP_SERVICE_ACCOUNT", SERVICE_ACCOUNT_RE, "NAME@PROJECT.iam.gserviceaccount.com"
+        args.service_account_env, SERVICE_ACCOUNT_RE, "NAME@PROJECT.iam.gserviceaccount.com"
     )
     token = os.environ.get(args.token_env, "").strip()
     if not token:

@@ -14,7 +14,11 @@ From the ``ci`` section of the config (docs/ci-identity.md), :func:`plan_ci` com
 * for Cloud Build: a 2nd-gen connection to the repository host (tokens read from Secret
   Manager secrets the team creates), the linked repository, and the environment's triggers,
   which run as the deployer account (until the repository and, on GitHub, the app's
-  installation id are configured, only a note says what is missing).
+  installation id are configured, only a note says what is missing);
+* with Terraform, in the environment main deploys to, the CI provisioner (``terraform apply``,
+  admitted from the main branch only) and the read-only CI planner (``terraform plan``, pull
+  requests), with :func:`provisioning_accounts`: principalSets narrowed by an attribute the
+  provider maps, or the infra-apply and infra-plan Cloud Build triggers running as them.
 
 :mod:`vertexkit.gcp.provision` calls the hooks here (:func:`extend`, :func:`tfvars`,
 :func:`plan_gcloud`, :func:`plan_gcloud_teardown`, :func:`terraform_notes`,
@@ -38,7 +42,9 @@ from typing import Any
 from vertexkit.gcp.ci_resources import (
     BuildConnection,
     BuildTrigger,
+    CiAccount,
     CiResources,
+    CiRole,
     IdentityPool,
     OidcProvider,
 )
@@ -68,12 +74,16 @@ BUILD_CONFIGS = {
     "pull-request": "cloudbuild/pull-request.yaml",
     "main": "cloudbuild/main.yaml",
     "infra-plan": "cloudbuild/infra-plan.yaml",
+    "infra-apply": "cloudbuild/infra-apply.yaml",
     "promote": "cloudbuild/promote-{env}.yaml",
 }
 # The files whose change runs the infra-plan trigger (provisioning.tool terraform).
 INFRA_FILES = ("infra/**", "config/**")
 # Pull requests of people outside the repository build only after a collaborator's /gcbrun.
 COMMENT_CONTROL = "COMMENTS_ENABLED_FOR_EXTERNAL_CONTRIBUTORS_ONLY"
+
+# GitLab: "<ref_type>/<ref_protected>/<ref>", e.g. branch/true/main for the protected main.
+GITLAB_REF_SCOPE = "assertion.ref_type + '/' + assertion.ref_protected + '/' + assertion.ref"
 
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
@@ -138,15 +148,18 @@ def _github(config: ProjectConfig, release: bool) -> OidcProvider:
     condition = f"assertion.repository == {_quoted(repository)}"
     if release:
         condition += " && assertion.ref_type == 'tag' && assertion.ref.startsWith('refs/tags/v')"
+    mapping = {
+        "google.subject": "assertion.sub",
+        "attribute.repository": "assertion.repository",
+        "attribute.ref": "assertion.ref",
+    }
+    if not release:  # the provisioner trusts refs/heads/main, the planner pull_request runs
+        mapping["attribute.event_name"] = "assertion.event_name"
     return OidcProvider(
         id="github",
         display_name="GitHub Actions",
         issuer_uri=GITHUB_ISSUER,
-        attribute_mapping={
-            "google.subject": "assertion.sub",
-            "attribute.repository": "assertion.repository",
-            "attribute.ref": "assertion.ref",
-        },
+        attribute_mapping=mapping,
         attribute_condition=condition,
         allowed_audiences=(),  # google-github-actions/auth asks for the provider's own name
         principal=f"attribute.repository/{repository}",
@@ -163,15 +176,19 @@ def _gitlab(config: ProjectConfig, release: bool) -> OidcProvider:
             " && assertion.ref_type == 'tag' && assertion.ref_protected == 'true'"
             " && assertion.ref.startsWith('v')"
         )
+    mapping = {
+        "google.subject": "assertion.sub",
+        "attribute.repository": "assertion.project_path",
+        "attribute.ref": "assertion.ref",
+    }
+    if not release:  # the provisioner trusts branch/true/main, the planner merge requests
+        mapping["attribute.ref_scope"] = GITLAB_REF_SCOPE
+        mapping["attribute.pipeline_source"] = "assertion.pipeline_source"
     return OidcProvider(
         id="gitlab",
         display_name="GitLab CI",
         issuer_uri=config.ci.gitlab_url.rstrip("/"),  # GitLab's iss has no slash
-        attribute_mapping={
-            "google.subject": "assertion.sub",
-            "attribute.repository": "assertion.project_path",
-            "attribute.ref": "assertion.ref",
-        },
+        attribute_mapping=mapping,
         attribute_condition=condition,
         allowed_audiences=(),  # id_tokens aud: https://iam.googleapis.com/<provider name>
         principal=f"attribute.repository/{repository}",
@@ -208,15 +225,18 @@ def _bitbucket(config: ProjectConfig, release: bool) -> OidcProvider:
         uuid = "{" + ci.bitbucket_deployment_environment_uuid + "}"
         condition += f" && assertion.deploymentEnvironmentUuid == {_quoted(uuid)}"
     workspace = repository.split("/", 1)[0]
+    mapping = {
+        "google.subject": "assertion.sub",
+        "attribute.repository": "assertion.repositoryUuid",
+        "attribute.workspace": "assertion.workspaceUuid",
+    }
+    if not release:  # the provisioner trusts steps of branch main
+        mapping["attribute.branch"] = "assertion.branchName"
     return OidcProvider(
         id="bitbucket",
         display_name="Bitbucket Pipelines",
         issuer_uri=BITBUCKET_ISSUER.format(workspace=workspace),
-        attribute_mapping={
-            "google.subject": "assertion.sub",
-            "attribute.repository": "assertion.repositoryUuid",
-            "attribute.workspace": "assertion.workspaceUuid",
-        },
+        attribute_mapping=mapping,
         attribute_condition=condition,
         allowed_audiences=(BITBUCKET_AUDIENCE.format(uuid=ci.bitbucket_workspace_uuid),),
         # The tokens name the repository by a braced UUID: the condition pins it, and the
@@ -246,7 +266,10 @@ def _jenkins(config: ProjectConfig, release: bool) -> OidcProvider | None:
         id="jenkins",
         display_name="Jenkins",
         issuer_uri=ci.jenkins_issuer,
-        attribute_mapping={"google.subject": "assertion.sub"},
+        # The provisioner trusts the main branch's job (attribute.job, the job's URL).
+        attribute_mapping={"google.subject": "assertion.sub"}
+        if release
+        else {"google.subject": "assertion.sub", "attribute.job": "assertion.sub"},
         attribute_condition=f"assertion.sub.startsWith({_quoted(prefix)})",
         allowed_audiences=(),  # the credential's audience: https://iam.googleapis.com/<provider>
         principal="*",  # Jenkins' tokens name no repository: the condition pins the job
@@ -296,7 +319,8 @@ def _connection(config: ProjectConfig) -> BuildConnection:
 
 
 def _triggers(config: ProjectConfig) -> tuple[BuildTrigger, ...]:
-    env, prefix = config.environment, config.naming_prefix
+    env, prefix, names = config.environment, config.naming_prefix, config.names
+    deployer = names.deployer_service_account
     if release_tags_only(config):
         return (
             BuildTrigger(
@@ -305,6 +329,7 @@ def _triggers(config: ProjectConfig) -> tuple[BuildTrigger, ...]:
                 filename=BUILD_CONFIGS["promote"].format(env=env),
                 approval_required=True,
                 push_tag=RELEASE_TAG,
+                service_account=deployer,
             ),
         )
     main = f"^{MAIN_BRANCH}$"
@@ -315,6 +340,7 @@ def _triggers(config: ProjectConfig) -> tuple[BuildTrigger, ...]:
             filename=BUILD_CONFIGS["pull-request"],
             approval_required=False,
             pull_request_branch=main,
+            service_account=deployer,
         ),
         BuildTrigger(
             name=f"{prefix}-{env}-main",
@@ -322,6 +348,7 @@ def _triggers(config: ProjectConfig) -> tuple[BuildTrigger, ...]:
             filename=BUILD_CONFIGS["main"],
             approval_required=False,
             push_branch=main,
+            service_account=deployer,
         ),
     ]
     if config.provisioning.tool == "terraform":
@@ -334,6 +361,18 @@ def _triggers(config: ProjectConfig) -> tuple[BuildTrigger, ...]:
                 approval_required=False,
                 pull_request_branch=main,
                 included_files=INFRA_FILES,
+                service_account=names.planner_service_account,
+            )
+        )
+        triggers.append(
+            BuildTrigger(
+                name=f"{prefix}-{env}-infra-apply",
+                description=f"Pushes to {MAIN_BRANCH} changing infra/ or config/: provision {env}",
+                filename=BUILD_CONFIGS["infra-apply"],
+                approval_required=False,
+                push_branch=main,
+                included_files=INFRA_FILES,
+                service_account=names.provisioner_service_account,
             )
         )
     return tuple(triggers)
@@ -384,6 +423,222 @@ def plan_ci(config: ProjectConfig) -> CiResources | None:
     return CiResources(system=ci.system, deployer=deployer, pool=pool, agent_member=agent)
 
 
+# --- the provisioner and the planner (Terraform, the environment main deploys to) ---------
+
+STATE_OBJECT_ADMIN = "roles/storage.objectAdmin"
+STATE_OBJECT_VIEWER = "roles/storage.objectViewer"
+
+
+def _principals(config: ProjectConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The principalSets (after the pool's name) the provisioner and the planner trust."""
+    system = config.ci.system
+    if system == "github-actions":
+        return (f"attribute.ref/refs/heads/{MAIN_BRANCH}",), ("attribute.event_name/pull_request",)
+    if system == "gitlab-ci":
+        return (
+            (f"attribute.ref_scope/branch/true/{MAIN_BRANCH}",),
+            ("attribute.pipeline_source/merge_request_event",),
+        )
+    if system == "bitbucket-pipelines":
+        return (f"attribute.branch/{MAIN_BRANCH}",), ("*",)
+    if system == "jenkins":
+        return (f"attribute.job/{config.ci.jenkins_job_url}job/{MAIN_BRANCH}/",), ("*",)
+    return (), ()  # Cloud Build: the triggers run as the accounts
+
+
+# Who may act as each account, by CI system: (provisioner, planner).
+ADMITTED = {
+    "github-actions": (
+        "GitHub Actions runs on refs/heads/main of {repository}",
+        "GitHub Actions pull_request runs of {repository} (GitHub gives no id-token to pull "
+        "requests from forks)",
+    ),
+    "gitlab-ci": (
+        "GitLab CI jobs of {repository} on the protected branch main",
+        "GitLab CI merge request pipelines of {repository} (a fork's merge requests run in the "
+        "fork's project, whose tokens the provider refuses, unless a maintainer runs them in "
+        "this project)",
+    ),
+    "bitbucket-pipelines": (
+        "Bitbucket Pipelines steps of {repository} on branch main",
+        "Bitbucket Pipelines steps of {repository} (its tokens name no pull request; pipelines "
+        "of forks do not run here)",
+    ),
+    "jenkins": (
+        "the Jenkins job of branch main ({job}job/main/)",
+        "every Jenkins job of {job} (its tokens name only the job: pull request jobs included)",
+    ),
+    "cloud-build": (
+        "the Cloud Build trigger infra-apply (pushes to main)",
+        "the Cloud Build trigger infra-plan (pull requests)",
+    ),
+}
+
+
+def provisioning_accounts(
+    config: ProjectConfig, infra: Infrastructure, ci: CiResources
+) -> tuple[CiAccount, ...]:
+    """The provisioner (``terraform apply``, main branch) and the planner (``terraform plan``,
+    pull requests) of the environment main deploys to, with Terraform; none otherwise (gcloud
+    projects do not provision from CI)."""
+    if config.provisioning.tool != "terraform" or release_tags_only(config):
+        return ()
+    if ci.pool is None and ci.system != "cloud-build":
+        return ()  # Jenkins agents on Google Cloud: they run as the deployer, no federation
+    names, project = config.names, infra.project_id
+    state = infra.state_bucket
+    cloud_build = ci.system == "cloud-build"
+
+    def on_project(role: str, why: str) -> CiRole:
+        return CiRole("project", project, role, why)
+
+    applies = [
+        on_project("roles/serviceusage.serviceUsageAdmin", "enable the APIs the stack needs"),
+        on_project(
+            "roles/storage.admin",
+            "create the environment's buckets and grant roles on them (no narrower predefined "
+            "role creates buckets)",
+        ),
+        on_project(
+            "roles/artifactregistry.admin",
+            "create the Artifact Registry repositories and grant roles on them",
+        ),
+        on_project(
+            "roles/iam.serviceAccountAdmin", "create the service accounts and grant roles on them"
+        ),
+        on_project(
+            "roles/resourcemanager.projectIamAdmin",
+            "grant the plan's project roles: it can change any IAM binding of the project, so "
+            "only the main branch may act as it",
+        ),
+    ]
+    if infra.secrets or ci.connection is not None:
+        applies.append(
+            on_project(
+                "roles/secretmanager.admin",
+                "create the secrets and grant access to them (their values are never written)",
+            )
+        )
+    if ci.pool is not None:
+        applies.append(
+            on_project(
+                "roles/iam.workloadIdentityPoolAdmin",
+                "keep the CI pool and its provider in step with the config",
+            )
+        )
+    if cloud_build:
+        applies += [
+            on_project(
+                "roles/cloudbuild.connectionAdmin",
+                "keep the repository connection and the linked repository",
+            ),
+            on_project("roles/cloudbuild.builds.editor", "create and update the triggers"),
+            on_project("roles/logging.logWriter", "the infra-apply builds run as it: their logs"),
+        ]
+        applies += [
+            CiRole(
+                "service_account",
+                email,
+                "roles/iam.serviceAccountUser",
+                "create triggers whose builds run as this account",
+            )
+            for email in (
+                names.deployer_service_account,
+                names.planner_service_account,
+                names.provisioner_service_account,
+            )
+        ]
+    # The drift alert (monitoring.tf) is in every environment's module.
+    applies += [
+        on_project("roles/logging.configWriter", "keep the drift breaches' log-based metric"),
+        on_project("roles/monitoring.alertPolicyEditor", "keep the drift alert policy"),
+    ]
+    service = config.service.kind
+    if service != "none":  # service.tf, pubsub.tf (and scheduler.tf)
+        deploys = {
+            "cloud-run": ("roles/run.admin", "deploy the submission service and its invokers"),
+            "cloud-functions": (
+                "roles/cloudfunctions.admin",
+                "deploy the submission service's function and its invokers",
+            ),
+        }[service]
+        applies += [
+            on_project(*deploys),
+            on_project("roles/pubsub.admin", "keep the run-request topics and subscriptions"),
+            CiRole(
+                "service_account",
+                names.submission_service_account,
+                "roles/iam.serviceAccountUser",
+                "deploy the submission service, which runs as this account",
+            ),
+        ]
+        if service == "cloud-functions":
+            applies.append(
+                CiRole(
+                    "service_account",
+                    names.build_service_account,
+                    "roles/iam.serviceAccountUser",
+                    "deploy the function, which is built as this account",
+                )
+            )
+        if config.scheduler == "cloud-scheduler":
+            applies.append(
+                on_project("roles/cloudscheduler.admin", "keep the schedules' Cloud Scheduler jobs")
+            )
+    applies.append(
+        CiRole("state_bucket", state, STATE_OBJECT_ADMIN, "read and write the Terraform state")
+    )
+    plans = [
+        on_project(
+            "roles/viewer",
+            "terraform plan refreshes every managed resource; no narrower predefined role reads "
+            "them all (buckets, repositories, accounts, secrets' metadata, pools, triggers)",
+        ),
+        on_project(
+            "roles/iam.securityReviewer",
+            "read the IAM policies of the project and its resources, which roles/viewer does "
+            "not include",
+        ),
+    ]
+    if cloud_build:
+        plans.append(on_project("roles/logging.logWriter", "the infra-plan builds run as it"))
+    plans.append(
+        CiRole(
+            "state_bucket",
+            state,
+            STATE_OBJECT_VIEWER,
+            "read the Terraform state (plans run with -lock=false: no lock is written)",
+        )
+    )
+    provisioner_principals, planner_principals = _principals(config)
+    admitted = ADMITTED[ci.system]
+    where = {"repository": config.ci.repository, "job": config.ci.jenkins_job_url}
+    return (
+        CiAccount(
+            kind="provisioner",
+            account_id=names.provisioner_service_account.split("@", 1)[0],
+            email=names.provisioner_service_account,
+            display_name="CI provisioner",
+            description="Applies infra/terraform from the main branch (CI).",
+            why="CI applies infra/terraform as it, from the main branch only",
+            roles=tuple(applies),
+            principals=provisioner_principals,
+            admitted=admitted[0].format(**where),
+        ),
+        CiAccount(
+            kind="planner",
+            account_id=names.planner_service_account.split("@", 1)[0],
+            email=names.planner_service_account,
+            display_name="CI planner",
+            description="Plans infra/terraform for pull requests, read-only (CI).",
+            why="CI runs terraform plan as it for pull requests: reads, never changes",
+            roles=tuple(plans),
+            principals=planner_principals,
+            admitted=admitted[1].format(**where),
+        ),
+    )
+
+
 def with_ci_apis(apis: tuple[str, ...], config: ProjectConfig) -> tuple[str, ...]:
     """``apis`` and those the CI system needs: STS and IAM credentials for federation, Secret
     Manager for Cloud Build's tokens."""
@@ -401,6 +656,7 @@ def extend(infra: Infrastructure, config: ProjectConfig) -> Infrastructure:
     ci = plan_ci(config)
     if ci is None:
         return infra
+    ci = dataclasses.replace(ci, accounts=provisioning_accounts(config, infra, ci))
     deployer = f"serviceAccount:{ci.deployer}"
     bindings = list(infra.bindings)
     if ci.connection is not None:
@@ -444,8 +700,43 @@ def service_agent(project_number: str) -> str:
 # --- Terraform ----------------------------------------------------------------------------
 
 
+def _provisioning_tfvars(ci: CiResources | None) -> dict[str, Any] | None:
+    if ci is None or not ci.accounts:
+        return None
+
+    def roles(scope: str) -> list[dict[str, str]]:
+        return [
+            {"role": r.role, "member": a.member}
+            for a in ci.accounts
+            for r in a.roles
+            if r.scope == scope
+        ]
+
+    return {
+        "state_bucket": next(
+            r.resource for a in ci.accounts for r in a.roles if r.scope == "state_bucket"
+        ),
+        "accounts": {
+            a.account_id: {"display_name": a.display_name, "description": a.description}
+            for a in ci.accounts
+        },
+        "project_roles": roles("project"),
+        "state_bucket_roles": roles("state_bucket"),
+        "service_account_roles": [
+            {"service_account": r.resource, "role": r.role, "member": a.member}
+            for a in ci.accounts
+            for r in a.roles
+            if r.scope == "service_account"
+        ],
+        "workload_identity": [
+            {"service_account": a.email, "principal": p} for a in ci.accounts for p in a.principals
+        ],
+    }
+
+
 def tfvars(infra: Infrastructure) -> dict[str, Any]:
-    """The CI variables of infra/terraform (ci_pool, cloud_build); null when unused."""
+    """The CI variables of infra/terraform (ci_pool, cloud_build, ci_provisioning); null when
+    unused."""
     ci = infra.ci
     pool = ci.pool if ci else None
     connection = ci.connection if ci else None
@@ -480,7 +771,6 @@ def tfvars(infra: Infrastructure) -> dict[str, Any]:
             "secrets": dict(connection.secrets),
             "repository": connection.repository,
             "remote_uri": connection.remote_uri,
-            "service_account": ci.deployer,
             "triggers": {
                 t.name: {
                     "description": t.description,
@@ -490,10 +780,12 @@ def tfvars(infra: Infrastructure) -> dict[str, Any]:
                     "pull_request_branch": t.pull_request_branch,
                     "push_branch": t.push_branch,
                     "push_tag": t.push_tag,
+                    "service_account": t.service_account,
                 }
                 for t in ci.triggers
             },
         },
+        "ci_provisioning": _provisioning_tfvars(ci),
     }
 
 
@@ -689,7 +981,7 @@ def plan_gcloud(infra: Infrastructure) -> list[Step]:
             steps.append(
                 CommandStep(
                     f"create Cloud Build trigger {trigger.name}",
-                    _trigger_command(trigger, connection, ci.deployer, project, region),
+                    _trigger_command(trigger, connection, trigger.service_account, project, region),
                     unless=_gcloud("builds", "triggers", "describe", trigger.name, *at),
                 )
             )
@@ -722,6 +1014,7 @@ def ci_summary(infra: Infrastructure, project_number: str) -> str:
                 f"{provider.id}"
             )
     lines.append(f"  service account: {ci.deployer}")
+    lines += _account_lines(ci, infra.environment)
     if ci.pending:
         lines.append(f"  {ci.pending}")
     if ci.system == "jenkins" and ci.pool is None:
@@ -736,6 +1029,27 @@ def ci_summary(infra: Infrastructure, project_number: str) -> str:
     return "\n".join(lines)
 
 
+# The CI variables of the provisioner and the planner (GitHub Actions; the other systems name
+# the accounts in their CI files or triggers).
+ACCOUNT_VARIABLES = {
+    "provisioner": "GCP_PROVISIONER_SERVICE_ACCOUNT",
+    "planner": "GCP_PLANNER_SERVICE_ACCOUNT",
+}
+
+
+def _account_lines(ci: CiResources, env: str) -> list[str]:
+    lines = []
+    for account in ci.accounts:
+        if ci.pool is None:  # Cloud Build: the trigger names it
+            where = ""
+        elif ci.system == "jenkins":
+            where = f" (Jenkins credential gcp-{account.kind}-service-account-{env})"
+        else:
+            where = f" (CI variable {ACCOUNT_VARIABLES[account.kind]})"
+        lines.append(f"  {account.kind} service account: {account.email}{where}")
+    return lines
+
+
 def terraform_notes(infra: Infrastructure) -> list[Step]:
     """After terraform apply: where the CI settings are, and what Cloud Build still needs."""
     ci = infra.ci
@@ -744,6 +1058,7 @@ def terraform_notes(infra: Infrastructure) -> list[Step]:
     lines = [f"CI ({ci.system}) of environment {infra.environment}: the settings CI needs are in"]
     lines.append("  terraform -chdir=infra/terraform output (ci_workload_identity_providers,")
     lines.append("  service_account_emails, cloud_build_triggers, cloud_build_connection_action)")
+    lines += _account_lines(ci, infra.environment)
     if ci.pending:
         lines.append(f"  {ci.pending}")
     text = "\n".join(lines)
@@ -836,4 +1151,26 @@ def identity_rows(infra: Infrastructure) -> list[str]:
                 f"| | `{SECRET_ACCESSOR}` | secret `{secret}` | read the {ci.connection.host} "
                 "token the team stored |"
             )
+    return rows + provisioning_rows(infra)
+
+
+def provisioning_rows(infra: Infrastructure) -> list[str]:
+    """Rows of the identities table for the CI provisioner and planner: roles, and the
+    principalSets that may act as each."""
+    ci = infra.ci
+    if ci is None:
+        return []
+    rows: list[str] = []
+    for account in ci.accounts:
+        rows.append(f"| `{account.account_id}` | | | {account.why}: {account.admitted} |")
+        for r in account.roles:
+            rows.append(f"| | `{r.role}` | {r.scope.replace('_', ' ')} `{r.resource}` | {r.why} |")
+        if ci.pool is not None:
+            for principal in account.principals:
+                who = f"principalSet://iam.googleapis.com/{pool_name('PROJECT_NUMBER', ci.pool)}"
+                rows.append(
+                    f"| `{who}/{principal}` | `{WORKLOAD_IDENTITY_USER}` | service account "
+                    f"`{account.email}` | act as the CI {account.kind}, keyless |"
+                )
+
     return rows

@@ -67,6 +67,40 @@ class BuildTrigger:
     push_branch: str | None = None
     push_tag: str | None = None
     included_files: tuple[str, ...] = ()  # run only when one of these globs changed
+    service_account: str = ""  # the e-mail of the account the builds run as
+
+
+@dataclass(frozen=True)
+class CiRole:
+    """A role of a CI provisioning account: on the project, on the Terraform state bucket, or
+    on a service account (by e-mail)."""
+
+    scope: Literal["project", "state_bucket", "service_account"]
+    resource: str
+    role: str
+    why: str
+
+
+@dataclass(frozen=True)
+class CiAccount:
+    """The CI provisioner (terraform apply, main branch only) or planner (terraform plan, pull
+    requests), in the environment main deploys to (docs/ci-identity.md)."""
+
+    kind: Literal["provisioner", "planner"]
+    account_id: str
+    email: str
+    display_name: str
+    description: str
+    why: str
+    roles: tuple[CiRole, ...]
+    # The principalSets of the pool (after its name) trusted to act as it, e.g.
+    # attribute.ref/refs/heads/main; empty for Cloud Build (its triggers run as the account).
+    principals: tuple[str, ...]
+    admitted: str  # who may act as it, in words
+
+    @property
+    def member(self) -> str:
+        return f"serviceAccount:{self.email}"
 
 
 @dataclass(frozen=True)
@@ -83,3 +117,5 @@ class CiResources:
     agent_member: str | None = None
     # What Cloud Build still needs before its connection and triggers can be made (a sentence).
     pending: str = ""
+    # Terraform only: the provisioner and planner accounts of the environment main deploys to.
+    accounts: tuple[CiAccount, ...] = ()

@@ -664,6 +664,49 @@ def plan_terraform(
     ]
 
 
+def plan_terraform_plan(
+    infra: Infrastructure, project_dir: Path, endpoints: Mapping[str, str]
+) -> list[Step]:
+    """``invoke provision --plan``: what apply would change, creating nothing. The state bucket
+    is only checked; init reads the backend; plan runs with -lock=false (no lock object is
+    written, so a read-only identity such as the CI planner can run it), saves no plan and
+    applies nothing."""
+    cwd, env = str(project_dir), infra.environment
+    storage = endpoint("storage", infra.region, endpoints)
+
+    def exists(answer: Any) -> bool:
+        if isinstance(answer, dict) and answer.get("error", {}).get("code") == 404:
+            raise ProvisioningError(
+                f"state bucket {infra.state_bucket} not found: nothing is provisioned in "
+                f"environment {env} yet; run `invoke provision --env {env}` once (a plan "
+                "creates nothing)"
+            )
+        return True
+
+    return [
+        HttpStep(
+            f"check state bucket {infra.state_bucket}",
+            "GET",
+            f"{storage}/storage/v1/b/{infra.state_bucket}",
+            ok_statuses=(200, 404),
+            extract=exists,
+        ),
+        _write_tfvars(infra, project_dir),
+        _init(infra, cwd),
+        CommandStep(
+            "terraform plan",
+            _terraform(
+                "plan",
+                "-input=false",
+                "-lock=false",
+                f"-var-file={tfvars_file(project_dir, env)}",
+            ),
+            cwd=cwd,
+            stream=True,
+        ),
+    ]
+
+
 def plan_empty_buckets(infra: Infrastructure, endpoints: Mapping[str, str]) -> list[Step]:
     """Before a destroy without --delete-data: every bucket is empty (object versions too), or
     nothing is destroyed. (Terraform would refuse such a bucket only after deleting the rest.)"""
@@ -734,16 +777,30 @@ def managed_elsewhere(env: str) -> str:
 
 
 def plan_provision(
-    config: ProjectConfig, project_dir: Path, *, yes: bool, service_image: str | None = None
+    config: ProjectConfig,
+    project_dir: Path,
+    *,
+    yes: bool,
+    service_image: str | None = None,
+    plan: bool = False,
 ) -> list[Step]:
-    """The provisioning steps of ``config``'s environment with its configured tool."""
+    """The provisioning steps of ``config``'s environment with its configured tool (``plan``:
+    Terraform's plan only, see :func:`plan_terraform_plan`)."""
     infra = service_infra.for_deploy(plan_infrastructure(config), project_dir, service_image)
     tool = config.provisioning.tool
+    if plan and tool != "terraform":
+        raise ProvisioningError(
+            f"--plan runs terraform plan, but provisioning.tool is {tool} in "
+            f"{config.source_of('provisioning', 'tool')}: only provisioning.tool terraform has a "
+            "plan; `invoke provision --dry-run` shows what would run"
+        )
     if tool == "none":
         raise ProvisioningError(managed_elsewhere(config.environment))
     if tool == "gcloud":
         return plan_gcloud(infra, project_dir)
     _require_root_module(project_dir)
+    if plan:
+        return plan_terraform_plan(infra, project_dir, config.endpoints)
     return plan_terraform(infra, project_dir, config.endpoints, yes=yes)
 
 

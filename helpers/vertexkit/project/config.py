@@ -361,6 +361,9 @@ class Resources(_Strict):
     build_service_account: str
     state_bucket: str
     submission_service_account: str
+    # CI only, first environment, Terraform (docs/ci-identity.md): applies and plans infra/.
+    provisioner_service_account: str
+    planner_service_account: str
 
     @property
     def pipeline_root(self) -> str:
@@ -682,6 +685,8 @@ class ProjectConfig(_Strict):
             build_service_account=f"{prefix}-builder@{project}.iam.gserviceaccount.com",
             state_bucket=self.provisioning.state_bucket or f"{project}-{prefix}-tfstate",
             submission_service_account=f"{prefix}-submit@{project}.iam.gserviceaccount.com",
+            provisioner_service_account=f"{prefix}-provision@{project}.iam.gserviceaccount.com",
+            planner_service_account=f"{prefix}-planner@{project}.iam.gserviceaccount.com",
         )
 
     def pipeline(self, name: str) -> PipelineConfig:

@@ -56,7 +56,14 @@ PROJECT_ID_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$|^[a-z]$")
 
 # Suffixes the template appends to the naming prefix; the longest decides the prefix limit.
-SERVICE_ACCOUNT_SUFFIXES = ("-pipelines", "-submitter", "-deployer", "-builder")
+SERVICE_ACCOUNT_SUFFIXES = (
+    "-pipelines",
+    "-submitter",
+    "-deployer",
+    "-builder",
+    "-provision",
+    "-planner",
+)
 SERVICE_ACCOUNT_MAX = 30
 MAX_PREFIX_LENGTH = SERVICE_ACCOUNT_MAX - max(len(s) for s in SERVICE_ACCOUNT_SUFFIXES)
 

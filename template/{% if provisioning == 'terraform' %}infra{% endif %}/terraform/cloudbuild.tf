@@ -1,6 +1,6 @@
 # Cloud Build as the CI system (docs/ci-identity.md): a 2nd-gen connection to the repository
 # host, the repository linked through it, and the environment's triggers, which run as the CI
-# deployer account and log to Cloud Logging. The host's tokens live in Secret Manager secrets
+# deployer account (infra-apply and infra-plan: the CI provisioner and planner, ci_provisioning.tf) and log to Cloud Logging. The host's tokens live in Secret Manager secrets
 # that the team creates once; this configuration reads them by name (latest version) and never
 # holds their values. Nothing here without cloud_build.
 
@@ -98,7 +98,7 @@ resource "google_cloudbuild_trigger" "ci" {
   name            = each.key
   description     = each.value.description
   filename        = each.value.filename
-  service_account = "projects/${var.project_id}/serviceAccounts/${var.cloud_build.service_account}"
+  service_account = "projects/${var.project_id}/serviceAccounts/${each.value.service_account}"
   included_files  = each.value.included_files
 
   repository_event_config {
@@ -126,7 +126,7 @@ resource "google_cloudbuild_trigger" "ci" {
     approval_required = each.value.approval_required
   }
 
-  depends_on = [google_service_account.accounts, google_project_iam_member.project]
+  depends_on = [google_service_account.accounts, google_project_iam_member.project, google_service_account.ci_provisioning]
 }
 
 output "cloud_build_triggers" {

@@ -261,7 +261,7 @@ variable "ci_pool" {
 }
 
 variable "cloud_build" {
-  description = "Cloud Build as the CI system (docs/ci-identity.md): the 2nd-gen connection (host, Secret Manager secrets of its tokens by use), the linked repository and the triggers, which run as service_account; null without Cloud Build."
+  description = "Cloud Build as the CI system (docs/ci-identity.md): the 2nd-gen connection (host, Secret Manager secrets of its tokens by use), the linked repository and the triggers, each running as its service_account (the CI deployer; the provisioner and planner for infra-apply and infra-plan); null without Cloud Build."
   type = object({
     connection          = string
     host                = string
@@ -271,7 +271,6 @@ variable "cloud_build" {
     secrets             = map(string)
     repository          = string
     remote_uri          = string
-    service_account     = string
     triggers = map(object({
       description         = string
       filename            = string
@@ -280,6 +279,7 @@ variable "cloud_build" {
       pull_request_branch = string
       push_branch         = string
       push_tag            = string
+      service_account     = string
     }))
   })
   default = null
