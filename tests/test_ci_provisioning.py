@@ -189,6 +189,9 @@ PROVISIONER_ROLES = {
     "roles/artifactregistry.admin",
     "roles/iam.serviceAccountAdmin",
     "roles/resourcemanager.projectIamAdmin",
+    # the drift alert's log-based metric and policy (monitoring.tf), in every environment
+    "roles/logging.configWriter",
+    "roles/monitoring.alertPolicyEditor",
 }
 PLANNER_ROLES = {
     ("project", "acme-ml-dev", "roles/viewer"),
@@ -231,6 +234,34 @@ def test_secrets_add_secret_manager_to_the_provisioner(tmp_path: Path) -> None:
     config = configs(tmp_path, "github-actions")["dev"].model_copy(update={"secrets": ["DB"]})
     provisioner, planner = provision.plan_infrastructure(config).ci.accounts  # type: ignore[union-attr]
     assert ("project", "acme-ml-dev", "roles/secretmanager.admin") in _roles(provisioner)
+    assert _roles(planner) == PLANNER_ROLES
+
+
+@pytest.mark.parametrize(
+    ("kind", "scheduler", "extra"),
+    [
+        ("cloud-run", "cloud-scheduler", {"roles/run.admin", "roles/cloudscheduler.admin"}),
+        ("cloud-functions", "vertex", {"roles/cloudfunctions.admin"}),
+    ],
+)
+def test_the_submission_service_adds_what_applying_it_needs(
+    tmp_path: Path, kind: str, scheduler: str, extra: set[str]
+) -> None:
+    dev = configs(tmp_path, "github-actions")["dev"]
+    service = dev.service.model_copy(update={"kind": kind})
+    config = dev.model_copy(update={"service": service, "scheduler": scheduler})
+    provisioner, planner = provision.plan_infrastructure(config).ci.accounts  # type: ignore[union-attr]
+    project_roles = {role for scope, _, role in _roles(provisioner) if scope == "project"}
+    assert project_roles - PROVISIONER_ROLES == {
+        "roles/iam.workloadIdentityPoolAdmin",
+        "roles/pubsub.admin",
+        *extra,
+    }
+    acts_as = {r for scope, r, role in _roles(provisioner) if scope == "service_account"}
+    expected = {"demo-submit@acme-ml-dev.iam.gserviceaccount.com"}
+    if kind == "cloud-functions":
+        expected.add("demo-builder@acme-ml-dev.iam.gserviceaccount.com")
+    assert acts_as == expected
     assert _roles(planner) == PLANNER_ROLES
 
 
