@@ -25,12 +25,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+import shutil
+import subprocess
 import zipfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import vertexkit
+from vertexkit import __version__
+from vertexkit.gcp import build
 from vertexkit.gcp.infrastructure import (
     Binding,
     Infrastructure,
@@ -41,7 +47,8 @@ from vertexkit.gcp.infrastructure import (
     Subscription,
     Topic,
 )
-from vertexkit.project.config import ProjectConfig
+from vertexkit.project.config import ProjectConfig, load_config
+from vertexkit.project.release import GitError, git_commit
 from vertexkit.steps import CommandStep, LocalStep, Step, placeholder, substitute
 
 RUN_API = "run.googleapis.com"
@@ -55,10 +62,13 @@ SCHEDULER_AGENT = (
     f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-cloudscheduler.iam.gserviceaccount.com"
 )
 PUSH_PATH = "/pubsub/push"
-SOURCE_DIR = "services/submission"
-FUNCTION_ENTRY_POINT = "handle"  # the Cloud Functions entry point in services/submission/main.py
+SOURCE_DIR = "services/submission"  # main.py and requirements.txt of the Cloud Function
+# The Cloud Functions entry point: the function `submit` in services/submission/main.py.
+FUNCTION_ENTRY_POINT = "submit"
+# What the function is deployed from: main.py, requirements.txt, vertexkit, config/ and the
+# pipelines compiled for the environment (:func:`stage_function_source`).
+STAGED_SOURCE = "build/service/function/{env}"
 SOURCE_PREFIX = "functions/"  # in the environment's bucket, outside the temporary pipeline root
-IMAGE_RECORD = "build/images/{env}-submission.json"  # written by `invoke build`
 MAX_DELIVERY_ATTEMPTS = 5
 # Cloud Scheduler retries a publish that failed; Pub/Sub then retries the push.
 JOB_RETRY = {"retryCount": 3, "minBackoffDuration": "10s", "maxBackoffDuration": "300s"}
@@ -311,13 +321,13 @@ def _unique(new: list[Binding], existing: tuple[Binding, ...]) -> list[Binding]:
 
 
 def recorded_service_image(project_dir: Path, env: str) -> str | None:
-    """The service image ``invoke build --env ENV`` recorded (``repo@sha256:...``), or None."""
-    path = project_dir / IMAGE_RECORD.format(env=env)
+    """The service image ``invoke build --env ENV`` (or ``invoke promote --to ENV``) recorded
+    in ``build/images/<env>.json`` under ``service`` (``repo@sha256:...``), or None."""
     try:
-        reference = json.loads(path.read_text(encoding="utf-8"))["reference"]
-    except (OSError, ValueError, KeyError, TypeError):
+        reference = build.read_service_image(project_dir, env)
+    except build.BuildError:
         return None
-    return reference if isinstance(reference, str) and "@sha256:" in reference else None
+    return reference if "@sha256:" in reference else None
 
 
 def check_image(image: str) -> str:
@@ -331,38 +341,121 @@ def check_image(image: str) -> str:
     return image
 
 
-def source_files(project_dir: Path) -> list[Path]:
-    """The Cloud Function's source files (``services/submission/``, caches left out)."""
-    folder = project_dir / SOURCE_DIR
+def staged_source(project_dir: Path, env: str) -> Path:
+    """The folder the Cloud Function of ``env`` is deployed from."""
+    return project_dir / STAGED_SOURCE.format(env=env)
+
+
+def source_inputs(project_dir: Path) -> list[Path]:
+    """What the staged source is made of, in the project: the function's files, config/,
+    uv.lock, and the pipelines and components compiled into it (caches left out)."""
+    files = [project_dir / "uv.lock"]
+    for folder in (SOURCE_DIR, "config", "pipelines", "components"):
+        files += (project_dir / folder).rglob("*")
     return sorted(
         p
-        for p in folder.rglob("*")
+        for p in files
         if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".pyc", ".pyo"}
     )
 
 
-def source_archive(project_dir: Path, env: str) -> Path:
-    return project_dir / "build" / "provision" / env / "submission-source.zip"
+def _source_digest(project_dir: Path, commit: str) -> str:
+    """A digest of the staged source's inputs, the commit and vertexkit's version: the source
+    object's name changes (a new build) exactly when the function would."""
+    digest = hashlib.sha256(f"{commit}\0{__version__}\0".encode())
+    for path in source_inputs(project_dir):
+        digest.update(path.relative_to(project_dir).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
 
 
-def write_source_archive(project_dir: Path, target: Path) -> str:
-    """Zip the function's source reproducibly (fixed times and order); return the path."""
-    folder = project_dir / SOURCE_DIR
+def function_requirements(project_dir: Path) -> str:
+    """The staged requirements.txt: the versions in uv.lock (``uv export --frozen``, without
+    the project and vertexkit, which is packaged beside main.py), then what
+    ``services/submission/requirements.txt`` adds (functions-framework)."""
+    exported = subprocess.run(
+        [
+            build.uv_executable(),
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--no-hashes",
+            "--no-emit-project",
+            "--no-emit-package",
+            "vertexkit",
+            "--format",
+            "requirements-txt",
+            "--quiet",
+        ],
+        cwd=project_dir,
+        capture_output=True,
+        text=True,
+    )
+    if exported.returncode != 0:
+        raise build.BuildError(
+            f"`uv export --frozen` failed in {project_dir}: {exported.stderr.strip()}"
+        )
+    locked = [
+        line
+        for line in exported.stdout.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    names = {re.split(r"[=<>!~ @;\[]", line.strip(), maxsplit=1)[0].lower() for line in locked}
+    added = [
+        line.strip()
+        for line in (project_dir / SOURCE_DIR / "requirements.txt")
+        .read_text(encoding="utf-8")
+        .splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    own = [
+        line
+        for line in added
+        if re.split(r"[=<>!~ @;\[]", line, maxsplit=1)[0].lower() not in names | {"vertexkit"}
+    ]
+    header = (
+        "# Staged by `invoke provision` from uv.lock and services/submission/requirements.txt;\n"
+        f"# vertexkit {__version__} is the folder vertexkit/ beside main.py.\n"
+    )
+    return header + "\n".join([*locked, *own]) + "\n"
+
+
+def stage_function_source(project_dir: Path, env: str) -> Path:
+    """Write the Cloud Function's source for ``env`` into ``build/service/function/<env>/``:
+    ``main.py``, ``requirements.txt`` (:func:`function_requirements`), ``vertexkit/`` (this
+    vertexkit, packaged beside main.py as Google documents for local packages), ``config/`` and
+    ``pipelines/`` compiled for ``env`` with their ``compiled.json``. Return the folder."""
+    config = load_config(project_dir, env)
+    folder = staged_source(project_dir, env)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    source = project_dir / SOURCE_DIR
+    shutil.copy2(source / "main.py", folder / "main.py")
+    (folder / "requirements.txt").write_text(function_requirements(project_dir), encoding="utf-8")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+    shutil.copytree(Path(vertexkit.__file__).parent, folder / "vertexkit", ignore=ignore)
+    shutil.copytree(project_dir / "config", folder / "config", ignore=ignore)
+    build.compile_service_pipelines(project_dir, config, folder / "pipelines")
+    return folder
+
+
+def staged_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def write_source_archive(folder: Path, target: Path) -> str:
+    """Zip the staged source reproducibly (fixed times and order); return the path."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in source_files(project_dir):
+        for path in staged_files(folder):
             info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), (1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             archive.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
     return str(target)
 
 
-def _source_digest(project_dir: Path) -> str:
-    folder, digest = project_dir / SOURCE_DIR, hashlib.sha256()
-    for path in source_files(project_dir):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:16]
+def source_archive(project_dir: Path, env: str) -> Path:
+    return project_dir / "build" / "provision" / env / "submission-source.zip"
 
 
 def _runtime(project_dir: Path) -> str:
@@ -385,18 +478,36 @@ def for_deploy(
     if service is None:
         return infra
     if service.kind == "cloud-functions":
-        if not (project_dir / SOURCE_DIR).is_dir():
+        missing = [
+            name
+            for name in (f"{SOURCE_DIR}/main.py", f"{SOURCE_DIR}/requirements.txt", "uv.lock")
+            if not (project_dir / name).is_file()
+        ]
+        if missing:
             return _without_service(
                 infra,
-                f"submission service not deployed: {SOURCE_DIR}/ not found in the project",
+                f"submission service not deployed: {' and '.join(missing)} not found in the "
+                "project (the function's source is staged from them)",
             )
+        try:
+            commit = git_commit(project_dir)
+        except GitError as exc:
+            return _without_service(
+                infra,
+                f"submission service not deployed: the function serves the templates published "
+                f"from a commit, and {exc}",
+            )
+        digest = _source_digest(project_dir, commit)
         return replace(
             infra,
             submission=replace(
                 service,
+                # The function has no git: it is told the commit its templates come from.
+                environment={**service.environment, "VERTEXKIT_RELEASE_COMMIT": commit},
                 runtime=_runtime(project_dir),
+                source_dir=STAGED_SOURCE.format(env=infra.environment),
                 source_archive=str(source_archive(project_dir, infra.environment).resolve()),
-                source_object=f"{SOURCE_PREFIX}{service.name}-{_source_digest(project_dir)}.zip",
+                source_object=f"{SOURCE_PREFIX}{service.name}-{digest}.zip",
             ),
         )
     image = image or recorded_service_image(project_dir, infra.environment)
@@ -404,7 +515,7 @@ def for_deploy(
         return _without_service(
             infra,
             f"submission service not deployed: no image digest for environment "
-            f"{infra.environment} ({IMAGE_RECORD.format(env=infra.environment)} is missing). "
+            f"{infra.environment} (no `service` in build/images/{infra.environment}.json). "
             f"Its account, Pub/Sub topics and roles are provisioned now; run `invoke build --env "
             f"{infra.environment}` (or pass --service-image REPO@sha256:...), then `invoke "
             f"provision --env {infra.environment}` again to deploy the service, its push "
@@ -571,15 +682,27 @@ def plan_terraform_extras(infra: Infrastructure, project_dir: Path) -> list[Step
     service = infra.submission
     if service is not None and service.kind == "cloud-functions":
         archive = source_archive(project_dir, infra.environment)
+        steps.append(_stage_step(project_dir, infra.environment))
         steps.append(
             LocalStep(
                 "zip the submission service's source",
-                f"zip {SOURCE_DIR}/ into {archive.relative_to(project_dir)} (uploaded by "
-                f"Terraform as gs://{service.source_bucket}/{service.source_object})",
-                lambda _: write_source_archive(project_dir, archive),
+                f"zip {service.source_dir}/ into {archive.relative_to(project_dir)} (uploaded "
+                f"by Terraform as gs://{service.source_bucket}/{service.source_object})",
+                lambda _: write_source_archive(
+                    staged_source(project_dir, infra.environment), archive
+                ),
             )
         )
     return steps
+
+
+def _stage_step(project_dir: Path, env: str) -> LocalStep:
+    return LocalStep(
+        "stage the submission service's source",
+        f"write {STAGED_SOURCE.format(env=env)}/: main.py, requirements.txt (from uv.lock), "
+        f"vertexkit/, config/ and pipelines/ compiled for {env}",
+        lambda _: str(stage_function_source(project_dir, env)),
+    )
 
 
 def _note(note: str) -> LocalStep:
@@ -689,6 +812,7 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path, retry: tuple[float, ..
                 )
             )
         else:
+            steps.append(_stage_step(project_dir, infra.environment))
             steps.append(
                 CommandStep(
                     f"deploy Cloud Function {service.name} (2nd gen)",
@@ -700,7 +824,7 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path, retry: tuple[float, ..
                         region,
                         project,
                         f"--runtime={service.runtime}",
-                        f"--source={project_dir / SOURCE_DIR}",
+                        f"--source={project_dir / service.source_dir}",
                         f"--entry-point={service.entry_point}",
                         "--trigger-http",
                         "--no-allow-unauthenticated",
