@@ -170,3 +170,54 @@ def test_without_a_terminal_it_asks_for_yes(
     assert result.returncode != 0
     assert "pass --yes" in result.stderr
     assert recording_server.requests == []
+
+
+SERVICE_DIGEST = "sha256:" + "ef" * 32
+
+
+def test_a_cloud_run_service_image_is_promoted_by_digest_with_the_base_image(
+    project: Path, recording_server: RecordingServer
+) -> None:
+    """One service image serves every environment: promotion copies it in the same build as
+    the base image, by digest, and records it for the target as `invoke build` does."""
+    with (project / "config" / "base.yaml").open("a") as base:
+        base.write("service: {kind: cloud-run}\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "commit", "-qam", "service"], cwd=project, check=True)
+    commit = _commit(project)
+    _fake_google(recording_server, commit)
+    service_tag = f"/v1/{DEV}/repositories/demo-images/packages/demo-submit/tags/{commit}"
+    recording_server.route(
+        "GET", service_tag, (200, {"name": service_tag, "version": f"v/{SERVICE_DIGEST}"})
+    )
+    shown = _invoke(project, {}, "promote", "--from", "dev", "--to", "prod", "-d", "-j")
+    assert [s["step"] for s in json.loads(shown.stdout)][2:4] == [
+        "find image in dev",
+        "find service image in dev",
+    ]
+
+    promoted = _invoke(
+        project, _environ(recording_server), "promote", "--from", "dev", "--to", "prod", "--yes"
+    )
+    assert promoted.returncode == 0, promoted.stderr + promoted.stdout
+    sent = [(r.method, r.path) for r in recording_server.requests]
+    assert ("GET", service_tag) in sent
+    [copy] = [r.json for r in recording_server.requests if r.path == f"/v1/{PROD}/builds"]
+    dev_images = "europe-west4-docker.pkg.dev/acme-ml-dev/demo-images"
+    prod_images = "europe-west4-docker.pkg.dev/acme-ml-prod/demo-images"
+    assert [step["args"] for step in copy["steps"]] == [
+        ["cp", f"{dev_images}/tiny-base@{DEV_DIGEST}", f"{prod_images}/tiny-base:{commit}"],
+        ["cp", f"{dev_images}/demo-submit@{SERVICE_DIGEST}", f"{prod_images}/demo-submit:{commit}"],
+    ]
+    assert {step["name"] for step in copy["steps"]} == {GCRANE}
+    record = json.loads((project / "build" / "images" / "prod.json").read_text())
+    assert record["service"] == {
+        "image": f"{prod_images}/demo-submit:{commit}",
+        "digest": SERVICE_DIGEST,
+        "reference": f"{prod_images}/demo-submit@{SERVICE_DIGEST}",
+    }
+    # What provisioning prod deploys is that image (the build's reader, one record).
+    from vertexkit.gcp import build, service_infra
+
+    assert build.read_service_image(project, "prod") == record["service"]["reference"]
+    assert service_infra.recorded_service_image(project, "prod") == record["service"]["reference"]
