@@ -77,6 +77,9 @@ def test_the_services_identities_and_roles() -> None:
         (SUBMIT, "repository", "demo-pipelines", "roles/artifactregistry.reader"),
         (PUSH, "run_service", "demo-submit", "roles/run.invoker"),
         (DEPLOYER, "run_service", "demo-submit", "roles/run.invoker"),
+        # The deployer rolls out new images of this service only, running as its account.
+        (DEPLOYER, "run_service", "demo-submit", "roles/run.developer"),
+        (DEPLOYER, "service_account", SUBMIT.split(":")[1], "roles/iam.serviceAccountUser"),
         (
             PUBSUB_AGENT,
             "service_account",

@@ -625,7 +625,7 @@ def _write_tfvars(infra: Infrastructure, project_dir: Path) -> LocalStep:
     return LocalStep(
         "write tfvars",
         f"write {TFVARS_DIR}/{infra.environment}.tfvars.json from config/{infra.environment}.yaml",
-        lambda _: _write_json(path, tfvars(infra)),
+        lambda responses: _write_json(path, tfvars(service_infra.at_apply(infra, responses))),
     )
 
 
@@ -638,6 +638,7 @@ def plan_terraform(
     return [
         *plan_state_bucket(infra, endpoints),
         *service_infra.plan_terraform_extras(infra, project_dir),
+        *service_infra.plan_find_deployed(infra, endpoints),
         _write_tfvars(infra, project_dir),
         _init(infra, cwd),
         CommandStep(
@@ -732,8 +733,10 @@ def plan_provision(
     config: ProjectConfig, project_dir: Path, *, yes: bool, service_image: str | None = None
 ) -> list[Step]:
     """The provisioning steps of ``config``'s environment with its configured tool."""
-    infra = service_infra.for_deploy(plan_infrastructure(config), project_dir, service_image)
     tool = config.provisioning.tool
+    infra = service_infra.for_deploy(
+        plan_infrastructure(config), project_dir, service_image, lookup=tool == "terraform"
+    )
     if tool == "none":
         raise ProvisioningError(managed_elsewhere(config.environment))
     if tool == "gcloud":

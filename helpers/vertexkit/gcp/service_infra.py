@@ -49,7 +49,18 @@ from vertexkit.gcp.infrastructure import (
 )
 from vertexkit.project.config import ProjectConfig, load_config
 from vertexkit.project.release import GitError, git_commit
-from vertexkit.steps import CommandStep, LocalStep, Step, placeholder, substitute
+from vertexkit.steps import (
+    CloudError,
+    CommandStep,
+    Found,
+    HttpStep,
+    LocalStep,
+    Responses,
+    Step,
+    endpoint,
+    placeholder,
+    substitute,
+)
 
 RUN_API = "run.googleapis.com"
 PUBSUB_API = "pubsub.googleapis.com"
@@ -288,6 +299,25 @@ def with_submission(infra: Infrastructure, config: ProjectConfig) -> Infrastruct
                 "topic, so that it holds where the agent's default project role was removed)",
             )
         )
+    if kind == "cloud-run":
+        deployer = f"serviceAccount:{names.deployer_service_account}"
+        bindings += [
+            grant(
+                "run_service",
+                name,
+                "roles/run.developer",
+                deployer,
+                "deploy each new service image (`invoke publish`, `invoke promote`) to this "
+                "service only",
+            ),
+            grant(
+                "service_account",
+                submitter.email,
+                "roles/iam.serviceAccountUser",
+                deployer,
+                "deploy revisions that run as the submission service's account",
+            ),
+        ]
     if kind == "cloud-functions":
         bindings.append(
             grant(
@@ -469,11 +499,13 @@ def _runtime(project_dir: Path) -> str:
 
 
 def for_deploy(
-    infra: Infrastructure, project_dir: Path, image: str | None = None
+    infra: Infrastructure, project_dir: Path, image: str | None = None, *, lookup: bool = False
 ) -> Infrastructure:
     """``infra`` as provisioning can make it now: with the service's image (``image``, else the
     build record) or source; without a Cloud Run service, its push subscription, invoker roles
-    and jobs while no image is known (a note says so)."""
+    and jobs while no image is known (a note says so). With ``lookup`` (Terraform), a Cloud Run
+    service without a known image stays, its image None: :func:`plan_find_deployed` reads the
+    one it runs when the steps run, and :func:`at_apply` decides."""
     service = infra.submission
     if service is None:
         return infra
@@ -511,17 +543,28 @@ def for_deploy(
             ),
         )
     image = image or recorded_service_image(project_dir, infra.environment)
-    if image is None:
-        return _without_service(
+    if image is None and lookup:
+        return replace(
             infra,
-            f"submission service not deployed: no image digest for environment "
-            f"{infra.environment} (no `service` in build/images/{infra.environment}.json). "
-            f"Its account, Pub/Sub topics and roles are provisioned now; run `invoke build --env "
-            f"{infra.environment}` (or pass --service-image REPO@sha256:...), then `invoke "
-            f"provision --env {infra.environment}` again to deploy the service, its push "
-            "subscription and the Cloud Scheduler jobs",
+            notes=(
+                *infra.notes,
+                f"no service image recorded for {infra.environment}: the Cloud Run service keeps "
+                "the image it runs (read when the variables are written)",
+            ),
         )
+    if image is None:
+        return _without_service(infra, _no_image_note(infra.environment))
     return replace(infra, submission=replace(service, image=image))
+
+
+def _no_image_note(env: str) -> str:
+    return (
+        f"submission service not deployed: no image digest for environment {env} (no `service` "
+        f"in build/images/{env}.json, and no service deployed). Its account, Pub/Sub topics and "
+        f"roles are provisioned now; run `invoke build --env {env}` (or pass --service-image "
+        f"REPO@sha256:...), then `invoke provision --env {env}` again to deploy the service, its "
+        "push subscription and the Cloud Scheduler jobs"
+    )
 
 
 def _without_service(infra: Infrastructure, note: str) -> Infrastructure:
@@ -573,7 +616,10 @@ def identities_table(infra: Infrastructure) -> str:
             b.member.split(":", 1)[1] in ours
             or b.scope in ("run_service", "topic", "subscription")
             or PROJECT_NUMBER in b.member
-            or (b.scope == "service_account" and b.resource == service.build_service_account)
+            or (
+                b.scope == "service_account"
+                and b.resource in (service.build_service_account, service.service_account)
+            )
         )
 
     accounts = {a.member: a for a in infra.service_accounts}
@@ -982,3 +1028,131 @@ def plan_gcloud_teardown(infra: Infrastructure) -> list[Step]:
             )
         )
     return steps
+
+
+# --- rolling out a new service image (Cloud Run) ---------------------------------------------
+
+FIND_DEPLOYED = "find the deployed service image"
+READ_SERVICE = "read the Cloud Run service"
+ROLL_OUT = "deploy the service image"
+WAIT_ROLL_OUT = "wait for the service's new revision"
+ROLLOUT_POLLS = 120  # ten minutes at five seconds
+
+
+def _run_service_url(
+    project: str, region: str, name: str, endpoints: Mapping[str, str] | None
+) -> str:
+    base = endpoint("run", region, endpoints)
+    return f"{base}/v2/projects/{project}/locations/{region}/services/{name}"
+
+
+def _deployed_image(answer: Any) -> str | None:
+    """The image of a Cloud Run service's (v2) first container, if it is pinned by digest."""
+    try:
+        image = answer["template"]["containers"][0]["image"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return image if isinstance(image, str) and "@sha256:" in image else None
+
+
+def plan_find_deployed(infra: Infrastructure, endpoints: Mapping[str, str] | None) -> list[Step]:
+    """Terraform without a recorded image (a fresh CI checkout): read the image the Cloud Run
+    service runs, so that the variables keep the service (whose image Terraform ignores once
+    it exists) instead of removing it; :func:`at_apply` uses the answer."""
+    service = infra.submission
+    if service is None or service.kind != "cloud-run" or service.image:
+        return []
+    return [
+        HttpStep(
+            FIND_DEPLOYED,
+            "GET",
+            _run_service_url(infra.project_id, infra.region, service.name, endpoints),
+            ok_statuses=(200, 404),
+            expect_json=True,
+            extract=lambda answer: {"image": _deployed_image(answer)},
+        )
+    ]
+
+
+def at_apply(infra: Infrastructure, responses: Mapping[str, Any]) -> Infrastructure:
+    """``infra`` with the Cloud Run service's image found by :func:`plan_find_deployed`; without
+    one (no service yet), without the service and what needs it, saying so."""
+    service = infra.submission
+    if service is None or service.kind != "cloud-run" or service.image:
+        return infra
+    image = (responses.get(FIND_DEPLOYED) or {}).get("image")
+    if image:
+        return replace(infra, submission=replace(service, image=image))
+    return _without_service(infra, _no_image_note(infra.environment))
+
+
+def plan_rollout(config: ProjectConfig, project_dir: Path) -> list[Step]:
+    """Deploy the service image recorded for ``config``'s environment (``invoke build`` or
+    ``invoke promote`` wrote it; read when the step runs) to its Cloud Run service through the
+    Cloud Run Admin API v2: read the service, replace its container's image in the revision
+    template (everything else as it is), wait for the new revision. Skipped, saying why, when
+    nothing was built, the service does not exist yet (``invoke provision`` creates it) or
+    already runs that image. The CI deployer may do it: ``roles/run.developer`` on this service
+    and ``roles/iam.serviceAccountUser`` on the account it runs as, nothing more."""
+    if config.service.kind != "cloud-run":
+        return []
+    gcp, env = config.gcp, config.environment
+    name = service_name(config)
+    url = _run_service_url(gcp.project_id, gcp.region, name, config.endpoints)
+    base = endpoint("run", gcp.region, config.endpoints)
+    operation = placeholder(ROLL_OUT, "operation name")
+
+    def patch(step: HttpStep, responses: Responses) -> HttpStep | Found:
+        image = recorded_service_image(project_dir, env)
+        current = responses.get(READ_SERVICE) or {}
+        if image is None:
+            return Found({"skipped": f"no service image recorded for {env}"})
+        if "template" not in current:
+            return Found(
+                {"skipped": f"Cloud Run service {name} not found: `invoke provision --env {env}`"}
+            )
+        if _deployed_image(current) == image:
+            return Found({"skipped": f"{name} already runs {image}"})
+        template = json.loads(json.dumps(current["template"]))
+        template.pop("revision", None)  # a new revision gets a new name
+        template["containers"][0]["image"] = image
+        return replace(step, body={"template": template}, resolve=None)
+
+    def wait(step: HttpStep, responses: Responses) -> HttpStep | Found:
+        started = responses.get(ROLL_OUT) or {}
+        if "skipped" in started or not started.get("name"):
+            return Found(started)
+        return replace(step, url=step.url.replace(operation, started["name"]), resolve=None)
+
+    return [
+        HttpStep(READ_SERVICE, "GET", url, ok_statuses=(200, 404), expect_json=True),
+        HttpStep(
+            ROLL_OUT,
+            "PATCH",
+            f"{url}?updateMask=template",
+            {"template": f"<the service's template, with the image of build/images/{env}.json>"},
+            expect_json=True,
+            resolve=patch,
+        ),
+        HttpStep(
+            WAIT_ROLL_OUT,
+            "GET",
+            f"{base}/v2/{operation}",
+            expect_json=True,
+            repeat="until done",
+            repeat_until=lambda answer: bool((answer or {}).get("done")),
+            max_polls=ROLLOUT_POLLS,
+            resolve=wait,
+            extract=_rolled_out,
+        ),
+    ]
+
+
+def _rolled_out(operation: Any) -> Any:
+    if isinstance(operation, dict) and operation.get("error"):
+        raise CloudError(
+            f"the service's new revision failed: {operation['error'].get('message', operation)}"
+        )
+    if isinstance(operation, dict) and "name" in operation and not operation.get("done"):
+        raise CloudError(f"the service's new revision is not ready yet: {operation['name']}")
+    return operation
