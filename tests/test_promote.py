@@ -37,7 +37,7 @@ def project(deployable: Path) -> Path:  # noqa: F811 - the fixture above, extend
 
 
 def _environ(server: RecordingServer) -> dict[str, str]:
-    services = ("ARTIFACTREGISTRY", "CLOUDBUILD", "KFP_REGISTRY", "AIPLATFORM")
+    services = ("ARTIFACTREGISTRY", "CLOUDBUILD", "KFP_REGISTRY", "AIPLATFORM", "RUN")
     return {
         **{f"VERTEXKIT_ENDPOINT_{s}": server.url for s in services},
         "VERTEXKIT_NO_AUTH": "1",
@@ -173,6 +173,7 @@ def test_without_a_terminal_it_asks_for_yes(
 
 
 SERVICE_DIGEST = "sha256:" + "ef" * 32
+PROD_IMAGES = "europe-west4-docker.pkg.dev/acme-ml-prod/demo-images"
 
 
 def test_a_cloud_run_service_image_is_promoted_by_digest_with_the_base_image(
@@ -191,10 +192,32 @@ def test_a_cloud_run_service_image_is_promoted_by_digest_with_the_base_image(
         "GET", service_tag, (200, {"name": service_tag, "version": f"v/{SERVICE_DIGEST}"})
     )
     shown = _invoke(project, {}, "promote", "--from", "dev", "--to", "prod", "-d", "-j")
-    assert [s["step"] for s in json.loads(shown.stdout)][2:4] == [
-        "find image in dev",
-        "find service image in dev",
+    steps = [s["step"] for s in json.loads(shown.stdout)]
+    assert steps[2:4] == ["find image in dev", "find service image in dev"]
+    # After the templates, prod's service gets the promoted image (Cloud Run Admin API).
+    assert steps[-3:] == [
+        "read the Cloud Run service",
+        "deploy the service image",
+        "wait for the service's new revision",
     ]
+    service = "/v2/projects/acme-ml-prod/locations/europe-west4/services/demo-submit"
+    running = {
+        "name": service[4:],
+        "template": {
+            "revision": "demo-submit-00001-abc",
+            "serviceAccount": "demo-submit@acme-ml-prod.iam.gserviceaccount.com",
+            "containers": [
+                {
+                    "image": f"{PROD_IMAGES}/demo-submit@sha256:{'00' * 32}",
+                    "env": [{"name": "VERTEXKIT_ENV", "value": "prod"}],
+                }
+            ],
+        },
+    }
+    recording_server.route("GET", service, (200, running))
+    rollout = "projects/acme-ml-prod/locations/europe-west4/operations/rollout-1"
+    recording_server.route("PATCH", service, (200, {"name": rollout, "done": False}))
+    recording_server.route("GET", f"/v2/{rollout}", (200, {"name": rollout, "done": True}))
 
     promoted = _invoke(
         project, _environ(recording_server), "promote", "--from", "dev", "--to", "prod", "--yes"
@@ -221,3 +244,11 @@ def test_a_cloud_run_service_image_is_promoted_by_digest_with_the_base_image(
 
     assert build.read_service_image(project, "prod") == record["service"]["reference"]
     assert service_infra.recorded_service_image(project, "prod") == record["service"]["reference"]
+    [patch] = [r for r in recording_server.requests if r.method == "PATCH"]
+    assert patch.path == service and patch.query == {"updateMask": ["template"]}
+    expected = json.loads(json.dumps(running["template"]))
+    del expected["revision"]  # the new revision gets a new name
+    expected["containers"][0]["image"] = record["service"]["reference"]
+    assert patch.json == {"template": expected}  # everything else as it was
+    assert sent.index(("PATCH", service)) > sent.index(("POST", "/acme-ml-prod/demo-pipelines"))
+    assert ("GET", f"/v2/{rollout}") in [(r.method, r.path) for r in recording_server.requests]

@@ -6,6 +6,7 @@ accepts; one service image serves every environment."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -356,3 +357,75 @@ def test_a_scheduled_push_with_the_provisioned_audience_starts_the_configured_ru
 IMAGE_BY_DIGEST = (
     "europe-west4-docker.pkg.dev/acme-ml-dev/demo-images/demo-submit@sha256:" + "ab" * 32
 )
+
+
+# --- 7: a new service image reaches Cloud Run; Terraform neither reverts nor removes it ---------
+
+RUN_SERVICE = "/v2/projects/acme-ml-dev/locations/europe-west4/services/demo-submit"
+
+
+def _deployed(image: str) -> dict[str, Any]:
+    return {"template": {"containers": [{"image": image, "env": []}]}}
+
+
+def test_terraform_without_a_record_keeps_the_service_that_runs(
+    tmp_path: Path, recording_server: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh CI checkout has no build/images record when `invoke provision` runs: the
+    variables keep the deployed service (Terraform ignores its image) instead of removing it,
+    its push subscription and its jobs; before the first deploy, they wait as before."""
+    from tests.test_service_infra import config
+
+    monkeypatch.setenv("VERTEXKIT_ENDPOINT_RUN", recording_server.url)
+    monkeypatch.setenv("VERTEXKIT_NO_AUTH", "1")
+    full = provision.plan_infrastructure(config())
+    infra = service_infra.for_deploy(full, tmp_path, lookup=True)
+    assert infra.submission is not None and infra.submission.image is None
+    steps = service_infra.plan_find_deployed(infra, {})
+    assert [s.step for s in steps] == [service_infra.FIND_DEPLOYED]
+
+    recording_server.route("GET", RUN_SERVICE, (200, _deployed(IMAGE_BY_DIGEST)))
+    kept = provision.tfvars(service_infra.at_apply(infra, execute(steps, out=io.StringIO())))
+    assert kept["run_services"]["demo-submit"]["image"] == IMAGE_BY_DIGEST
+    assert set(kept["push_subscriptions"]) == {"demo-runs-push"}
+    assert set(kept["scheduler_jobs"]) == {"demo-training-local"}
+
+    recording_server.route("GET", RUN_SERVICE, (404, {"error": {"code": 404}}))
+    waiting = service_infra.at_apply(infra, execute(steps, out=io.StringIO()))
+    assert waiting.submission is None and not waiting.scheduler_jobs
+    assert "no image digest" in waiting.notes[-1]
+    # With a record, nothing is looked up: the recorded image creates the service.
+    assert not service_infra.plan_find_deployed(
+        service_infra.for_deploy(full, tmp_path, IMAGE_BY_DIGEST, lookup=True), {}
+    )
+    # The service's image is Terraform's only at creation: later images come from publish.
+    service_tf = (
+        Path(__file__).parents[1]
+        / "template/{% if provisioning == 'terraform' %}infra{% endif %}/terraform/service.tf"
+    ).read_text()
+    assert "ignore_changes = [template[0].containers[0].image]" in service_tf
+
+
+def test_a_rollout_is_skipped_saying_why(
+    tmp_path: Path, recording_server: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_service_infra import IMAGE as RECORDED
+    from tests.test_service_infra import _record, config
+
+    monkeypatch.setenv("VERTEXKIT_ENDPOINT_RUN", recording_server.url)
+    monkeypatch.setenv("VERTEXKIT_NO_AUTH", "1")
+    local = config()
+    steps = service_infra.plan_rollout(local, tmp_path)
+    nothing = execute(steps, out=io.StringIO())  # nothing built: no record
+    assert nothing[service_infra.ROLL_OUT] == {"skipped": "no service image recorded for local"}
+    _record(tmp_path, "local")
+    missing = execute(steps, out=io.StringIO())  # no service yet
+    assert "`invoke provision --env local`" in missing[service_infra.ROLL_OUT]["skipped"]
+    recording_server.route("GET", RUN_SERVICE, (200, _deployed(RECORDED)))
+    same = execute(steps, out=io.StringIO())
+    assert same[service_infra.ROLL_OUT] == {"skipped": f"demo-submit already runs {RECORDED}"}
+    assert not [r for r in recording_server.requests if r.method == "PATCH"]
+    functions = local.model_copy(
+        update={"service": local.service.model_copy(update={"kind": "cloud-functions"})}
+    )
+    assert service_infra.plan_rollout(functions, tmp_path) == []
