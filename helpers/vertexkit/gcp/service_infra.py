@@ -1125,7 +1125,15 @@ def plan_rollout(config: ProjectConfig, project_dir: Path) -> list[Step]:
         return replace(step, url=step.url.replace(operation, started["name"]), resolve=None)
 
     return [
-        HttpStep(READ_SERVICE, "GET", url, ok_statuses=(200, 404), expect_json=True),
+        HttpStep(
+            READ_SERVICE,
+            "GET",
+            url,
+            ok_statuses=(200, 404),
+            expect_json=True,
+            auth_hint=f"deploying the service image needs roles/run.developer on {name} (the CI "
+            f"deployer has it once `invoke provision --env {env}` ran with this vertexkit)",
+        ),
         HttpStep(
             ROLL_OUT,
             "PATCH",
