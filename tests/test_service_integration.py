@@ -20,6 +20,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
+import vertexkit
 from tests.recording_server import RecordingServer
 from tests.service_support import make_project
 from tests.template_support import render
@@ -270,6 +271,14 @@ print(json.dumps({{"vertexkit": vertexkit.__file__, "pipelines": listed, "run": 
     [submit] = [s for s in answer["run"]["steps"] if s["step"] == "submit scoring"]
     assert submit["body"]["templateUri"].endswith(f"/demo-scoring/{commit}")
 
+    # The function gets the vertexkit uv.lock locks, or staging stops naming both versions.
+    lock = project / "uv.lock"
+    lock.write_text(lock.read_text() + '\n[[package]]\nname = "vertexkit"\nversion = "0.0.1"\n')
+    with pytest.raises(build.BuildError, match=r"uv\.lock locks vertexkit 0\.0\.1, but this is"):
+        service_infra.stage_function_source(project, "dev")
+    lock.write_text(lock.read_text().replace('"0.0.1"', f'"{vertexkit.__version__}"'))
+    assert service_infra.locked_version(project, "vertexkit") == vertexkit.__version__
+
     # Terraform uploads the same folder, zipped reproducibly.
     archive = tmp_path / "a.zip"
     service_infra.write_source_archive(folder, archive)
@@ -429,3 +438,21 @@ def test_a_rollout_is_skipped_saying_why(
         update={"service": local.service.model_copy(update={"kind": "cloud-functions"})}
     )
     assert service_infra.plan_rollout(functions, tmp_path) == []
+
+
+def test_gcloud_deploys_the_function_from_the_staged_folder(tmp_path: Path) -> None:
+    project = function_project(tmp_path / "project")
+    _kind(project, "cloud-functions")
+    infra = service_infra.for_deploy(
+        provision.plan_infrastructure(load_config(project, "dev")), project
+    )
+    steps = service_infra.plan_gcloud(infra, project, ())
+    names = [s.step for s in steps]
+    stage = names.index("stage the submission service's source")
+    [deploy] = [s for s in steps if s.step.startswith("deploy Cloud Function")]
+    assert stage < names.index(deploy.step)
+    command = list(deploy.command)
+    assert f"--source={project / 'build/service/function/dev'}" in command
+    assert f"--entry-point={service_infra.FUNCTION_ENTRY_POINT}" in command
+    [variables] = [a for a in command if a.startswith("--set-env-vars=")]
+    assert "VERTEXKIT_ENV=dev" in variables and "VERTEXKIT_RELEASE_COMMIT=" in variables

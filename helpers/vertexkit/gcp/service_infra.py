@@ -450,12 +450,30 @@ def function_requirements(project_dir: Path) -> str:
     return header + "\n".join([*locked, *own]) + "\n"
 
 
+def locked_version(project_dir: Path, package: str) -> str | None:
+    """The version of ``package`` in the project's ``uv.lock`` (None: not there)."""
+    try:
+        text = (project_dir / "uv.lock").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    found = re.search(
+        rf'^\[\[package\]\]\nname = "{re.escape(package)}"\nversion = "([^"]+)"', text, re.M
+    )
+    return found.group(1) if found else None
+
+
 def stage_function_source(project_dir: Path, env: str) -> Path:
     """Write the Cloud Function's source for ``env`` into ``build/service/function/<env>/``:
     ``main.py``, ``requirements.txt`` (:func:`function_requirements`), ``vertexkit/`` (this
     vertexkit, packaged beside main.py as Google documents for local packages), ``config/`` and
     ``pipelines/`` compiled for ``env`` with their ``compiled.json``. Return the folder."""
     config = load_config(project_dir, env)
+    locked = locked_version(project_dir, "vertexkit")
+    if locked is not None and locked != __version__:
+        raise build.BuildError(
+            f"uv.lock locks vertexkit {locked}, but this is vertexkit {__version__}: the function "
+            "gets the vertexkit that runs this task; run it with `uv run` after `uv sync`"
+        )
     folder = staged_source(project_dir, env)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
