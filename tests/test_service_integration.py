@@ -48,6 +48,12 @@ from vertexkit.steps import execute
 FIXTURES = Path(__file__).parent / "fixtures"
 SERVICE = Path("services") / "submission"
 SERVICE_DIGEST = "sha256:" + "cd" * 32
+TEMPLATE_SERVICE = (
+    Path(__file__).parents[1]
+    / "template"
+    / "{% if submission_service != 'none' %}services{% endif %}"
+    / "submission"
+)
 
 
 def _kind(project: Path, kind: str) -> None:
@@ -101,6 +107,13 @@ def test_the_service_image_invoke_build_records_is_the_one_invoke_provision_depl
     [service_step] = [s for s in steps if "services/submission/Dockerfile" in s["args"]]
     assert not [a for a in service_step["args"] if a.startswith("ENVIRONMENT=")]
     assert f"GIT_COMMIT={COMMIT}" in service_step["args"]
+    # The image turns the commit into VERTEXKIT_RELEASE_COMMIT and leaves VERTEXKIT_ENV to the
+    # deploy: from_environment() gets both.
+    dockerfile = (
+        TEMPLATE_SERVICE / "{% if submission_service == 'cloud-run' %}Dockerfile{% endif %}.jinja"
+    ).read_text()
+    assert "VERTEXKIT_RELEASE_COMMIT=${GIT_COMMIT}" in dockerfile
+    assert "VERTEXKIT_ENV" not in dockerfile
 
     shown = subprocess.run(
         [sys.executable, "-m", "invoke", "provision", "--env", "dev", "--dry-run", "--json"],
@@ -153,14 +166,6 @@ def _lockable(project: Path) -> None:
         check=True,
         env={**os.environ, "UV_PYTHON_DOWNLOADS": "never"},
     )
-
-
-TEMPLATE_SERVICE = (
-    Path(__file__).parents[1]
-    / "template"
-    / "{% if submission_service != 'none' %}services{% endif %}"
-    / "submission"
-)
 
 
 def function_project(root: Path) -> Path:
