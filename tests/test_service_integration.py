@@ -113,7 +113,7 @@ def test_the_service_image_invoke_build_records_is_the_one_invoke_provision_depl
         TEMPLATE_SERVICE / "{% if submission_service == 'cloud-run' %}Dockerfile{% endif %}.jinja"
     ).read_text()
     assert "VERTEXKIT_RELEASE_COMMIT=${GIT_COMMIT}" in dockerfile
-    assert "VERTEXKIT_ENV" not in dockerfile
+    assert "VERTEXKIT_ENV=" not in dockerfile
 
     shown = subprocess.run(
         [sys.executable, "-m", "invoke", "provision", "--env", "dev", "--dry-run", "--json"],
