@@ -485,16 +485,16 @@ def test_a_cloud_run_service_is_built_beside_the_base_image(
     steps = build.plan_build(config, project, git_commit=COMMIT, poll_seconds=0)
     responses = execute(steps, out=io.StringIO())
 
-    # The pipelines were compiled for dev, with the record the service reads.
-    record = json.loads((project / "build/service/pipelines/compiled.json").read_text())
+    # The pipelines were compiled for each environment, with the record the service reads.
+    record = json.loads((project / "build/service/pipelines/dev/compiled.json").read_text())
     assert record["training"]["environment"] == "dev"
     name = f"builds/{COMMIT}/context.tar.gz"
     blob = requests.get(f"{gcs}/storage/v1/b/{BUCKET}/o/{quote(name, safe='')}?alt=media")
     assert set(_members(blob.content)) == VISIBLE | {
         "config/base.yaml",
         "config/dev.yaml",
-        "build/service/pipelines/compiled.json",
-        "build/service/pipelines/training.yaml",
+        "build/service/pipelines/dev/compiled.json",
+        "build/service/pipelines/dev/training.yaml",
         "services/submission/Dockerfile",
         "services/submission/Dockerfile.dockerignore",
     }
@@ -504,8 +504,6 @@ def test_a_cloud_run_service_is_built_beside_the_base_image(
         "build",
         "-f",
         "services/submission/Dockerfile",
-        "--build-arg",
-        "ENVIRONMENT=dev",
         "--build-arg",
         f"GIT_COMMIT={COMMIT}",
         "-t",

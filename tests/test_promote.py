@@ -37,7 +37,7 @@ def project(deployable: Path) -> Path:  # noqa: F811 - the fixture above, extend
 
 
 def _environ(server: RecordingServer) -> dict[str, str]:
-    services = ("ARTIFACTREGISTRY", "CLOUDBUILD", "KFP_REGISTRY", "AIPLATFORM")
+    services = ("ARTIFACTREGISTRY", "CLOUDBUILD", "KFP_REGISTRY", "AIPLATFORM", "RUN")
     return {
         **{f"VERTEXKIT_ENDPOINT_{s}": server.url for s in services},
         "VERTEXKIT_NO_AUTH": "1",
@@ -189,3 +189,85 @@ def test_the_targets_schedules_follow_the_promoted_templates(project: Path, tmp_
     schedule = steps[-1]
     assert schedule["body"]["cron"] == "TZ=Europe/Paris 0 6 * * MON"
     assert f"/demo-training/{_commit(project)}" in json.dumps(schedule["body"])
+
+
+SERVICE_DIGEST = "sha256:" + "ef" * 32
+PROD_IMAGES = "europe-west4-docker.pkg.dev/acme-ml-prod/demo-images"
+
+
+def test_a_cloud_run_service_image_is_promoted_by_digest_with_the_base_image(
+    project: Path, recording_server: RecordingServer
+) -> None:
+    """One service image serves every environment: promotion copies it in the same build as
+    the base image, by digest, and records it for the target as `invoke build` does."""
+    with (project / "config" / "base.yaml").open("a") as base:
+        base.write("service: {kind: cloud-run}\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "commit", "-qam", "service"], cwd=project, check=True)
+    commit = _commit(project)
+    _fake_google(recording_server, commit)
+    service_tag = f"/v1/{DEV}/repositories/demo-images/packages/demo-submit/tags/{commit}"
+    recording_server.route(
+        "GET", service_tag, (200, {"name": service_tag, "version": f"v/{SERVICE_DIGEST}"})
+    )
+    shown = _invoke(project, {}, "promote", "--from", "dev", "--to", "prod", "-d", "-j")
+    steps = [s["step"] for s in json.loads(shown.stdout)]
+    assert steps[2:4] == ["find image in dev", "find service image in dev"]
+    # After the templates, prod's service gets the promoted image (Cloud Run Admin API).
+    assert steps[-3:] == [
+        "read the Cloud Run service",
+        "deploy the service image",
+        "wait for the service's new revision",
+    ]
+    service = "/v2/projects/acme-ml-prod/locations/europe-west4/services/demo-submit"
+    running = {
+        "name": service[4:],
+        "template": {
+            "revision": "demo-submit-00001-abc",
+            "serviceAccount": "demo-submit@acme-ml-prod.iam.gserviceaccount.com",
+            "containers": [
+                {
+                    "image": f"{PROD_IMAGES}/demo-submit@sha256:{'00' * 32}",
+                    "env": [{"name": "VERTEXKIT_ENV", "value": "prod"}],
+                }
+            ],
+        },
+    }
+    recording_server.route("GET", service, (200, running))
+    rollout = "projects/acme-ml-prod/locations/europe-west4/operations/rollout-1"
+    recording_server.route("PATCH", service, (200, {"name": rollout, "done": False}))
+    recording_server.route("GET", f"/v2/{rollout}", (200, {"name": rollout, "done": True}))
+
+    promoted = _invoke(
+        project, _environ(recording_server), "promote", "--from", "dev", "--to", "prod", "--yes"
+    )
+    assert promoted.returncode == 0, promoted.stderr + promoted.stdout
+    sent = [(r.method, r.path) for r in recording_server.requests]
+    assert ("GET", service_tag) in sent
+    [copy] = [r.json for r in recording_server.requests if r.path == f"/v1/{PROD}/builds"]
+    dev_images = "europe-west4-docker.pkg.dev/acme-ml-dev/demo-images"
+    prod_images = "europe-west4-docker.pkg.dev/acme-ml-prod/demo-images"
+    assert [step["args"] for step in copy["steps"]] == [
+        ["cp", f"{dev_images}/tiny-base@{DEV_DIGEST}", f"{prod_images}/tiny-base:{commit}"],
+        ["cp", f"{dev_images}/demo-submit@{SERVICE_DIGEST}", f"{prod_images}/demo-submit:{commit}"],
+    ]
+    assert {step["name"] for step in copy["steps"]} == {GCRANE}
+    record = json.loads((project / "build" / "images" / "prod.json").read_text())
+    assert record["service"] == {
+        "image": f"{prod_images}/demo-submit:{commit}",
+        "digest": SERVICE_DIGEST,
+        "reference": f"{prod_images}/demo-submit@{SERVICE_DIGEST}",
+    }
+    # What provisioning prod deploys is that image (the build's reader, one record).
+    from vertexkit.gcp import build, service_infra
+
+    assert build.read_service_image(project, "prod") == record["service"]["reference"]
+    assert service_infra.recorded_service_image(project, "prod") == record["service"]["reference"]
+    [patch] = [r for r in recording_server.requests if r.method == "PATCH"]
+    assert patch.path == service and patch.query == {"updateMask": ["template"]}
+    expected = json.loads(json.dumps(running["template"]))
+    del expected["revision"]  # the new revision gets a new name
+    expected["containers"][0]["image"] = record["service"]["reference"]
+    assert patch.json == {"template": expected}  # everything else as it was
+    assert sent.index(("PATCH", service)) > sent.index(("POST", "/acme-ml-prod/demo-pipelines"))
+    assert ("GET", f"/v2/{rollout}") in [(r.method, r.path) for r in recording_server.requests]

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.recording_server import RecordingServer
+from tests.service_support import commit_of
 from tests.template_support import ROOT
 from tests.test_infra import TEMPLATE_TF, _plan_variables
 from tests.test_provision import FAKE_TERRAFORM, calls, fake_tool, run_invoke, use_tool
@@ -75,6 +77,9 @@ def test_the_services_identities_and_roles() -> None:
         (SUBMIT, "repository", "demo-pipelines", "roles/artifactregistry.reader"),
         (PUSH, "run_service", "demo-submit", "roles/run.invoker"),
         (DEPLOYER, "run_service", "demo-submit", "roles/run.invoker"),
+        # The deployer rolls out new images of this service only, running as its account.
+        (DEPLOYER, "run_service", "demo-submit", "roles/run.developer"),
+        (DEPLOYER, "service_account", SUBMIT.split(":")[1], "roles/iam.serviceAccountUser"),
         (
             PUBSUB_AGENT,
             "service_account",
@@ -153,9 +158,7 @@ def test_before_the_first_build_the_service_waits_and_says_so(tmp_path: Path) ->
     [note] = infra.notes
     assert "no image digest" in note and "invoke build --env local" in note
     # The build record (or --service-image) deploys it, by digest.
-    record = tmp_path / "build" / "images" / "local-submission.json"
-    record.parent.mkdir(parents=True)
-    record.write_text(json.dumps({"reference": IMAGE}))
+    _record(tmp_path, "local")
     deployed = service_infra.for_deploy(full, tmp_path)
     assert deployed.submission is not None and deployed.submission.image == IMAGE
     assert deployed.scheduler_jobs == full.scheduler_jobs and not deployed.notes
@@ -164,6 +167,14 @@ def test_before_the_first_build_the_service_waits_and_says_so(tmp_path: Path) ->
     assert given.submission is not None and given.submission.image == other
     with pytest.raises(ValueError, match="not an image by digest"):
         service_infra.check_image("europe-west4-docker.pkg.dev/p/r/submission:latest")
+
+
+def _record(project: Path, env: str) -> None:
+    """``build/images/<env>.json`` as `invoke build` writes it with a Cloud Run service."""
+    record = project / "build" / "images" / f"{env}.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    base = IMAGE.replace("submission@", "demo-base@")
+    record.write_text(json.dumps({"reference": base, "service": {"reference": IMAGE}}))
 
 
 # --- gcloud -------------------------------------------------------------------------------
@@ -297,9 +308,7 @@ def test_gcloud_deprovision_deletes_jobs_route_and_service_before_the_accounts(
     project: Path, tmp_path: Path, tools: Path
 ) -> None:
     _with_service(project, "gcloud")
-    record = project / "build" / "images" / "dev-submission.json"
-    record.parent.mkdir(parents=True)
-    record.write_text(json.dumps({"reference": IMAGE}))
+    _record(project, "dev")
     assert run_invoke(project, tmp_path, tools, "provision", "--env", "dev").returncode == 0
     (tmp_path / "calls.jsonl").unlink()
     result = run_invoke(project, tmp_path, tools, "deprovision", "--env", "dev", "--yes")
@@ -343,27 +352,37 @@ def test_terraform_takes_the_services_variables(tmp_path: Path) -> None:
     assert retcode != 0 and any("referenced by digest" in p for p in problems), problems
 
 
-def test_terraform_zips_the_function_source(project: Path, tmp_path: Path) -> None:
-    source = project / "services" / "submission"
-    source.mkdir(parents=True)
-    (source / "main.py").write_text("def handle(request):\n    return 'ok'\n")
-    (source / "requirements.txt").write_text("vertexkit\n")
+def test_terraform_zips_the_staged_function_source(tmp_path: Path) -> None:
+    from tests.test_service_integration import function_project
+
+    project = function_project(tmp_path / "project")
     (project / ".python-version").write_text("3.12\n")
-    dev = load_config(project, "dev").model_copy(update={"service": config().service})
+    dev = load_config(project, "dev")
     dev = dev.model_copy(
         update={"service": dev.service.model_copy(update={"kind": "cloud-functions"})}
     )
     infra = service_infra.for_deploy(provision.plan_infrastructure(dev), project)
     steps = service_infra.plan_terraform_extras(infra, project)
-    [zip_step] = steps
-    zip_step.apply({})
+    assert [s.step for s in steps] == [
+        "stage the submission service's source",
+        "zip the submission service's source",
+    ]
+    for step in steps:
+        step.apply({})
     [function] = provision.tfvars(infra)["functions"].values()
-    assert function["runtime"] == "python312" and function["entry_point"] == "handle"
+    assert function["runtime"] == "python312" and function["entry_point"] == "submit"
     assert re.fullmatch(r"functions/demo-submit-[0-9a-f]{16}\.zip", function["source_object"])
+    staged = project / "build" / "service" / "function" / "dev"
     with zipfile.ZipFile(function["source_path"]) as archive:
-        assert sorted(archive.namelist()) == ["main.py", "requirements.txt"]
-    # The object name follows the source: a change is a new object and a new build.
-    (source / "main.py").write_text("def handle(request):\n    return 'changed'\n")
+        assert sorted(archive.namelist()) == sorted(
+            p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()
+        )
+        assert {"main.py", "requirements.txt", "config/dev.yaml", "pipelines/compiled.json"} <= set(
+            archive.namelist()
+        )
+    # The object name follows the inputs: a change is a new object and a new build.
+    pipeline = project / "pipelines" / "training.py"
+    pipeline.write_text(pipeline.read_text() + "\n# changed\n")
     changed = service_infra.for_deploy(provision.plan_infrastructure(dev), project)
     assert changed.submission is not None
     assert changed.submission.source_object != function["source_object"]
@@ -386,16 +405,24 @@ def test_docs_show_the_services_identities() -> None:
 
 
 def test_invoke_provision_with_terraform_zips_then_writes_the_variables(
-    project: Path, tmp_path: Path, recording_server: RecordingServer
+    tmp_path: Path, recording_server: RecordingServer
 ) -> None:
     """Through the CLI with a fake terraform: the function's source is zipped before `terraform
     plan` reads the variables, which name it; the notes of what waits are shown."""
+    from tests.test_service_integration import function_project
+
+    project = function_project(tmp_path / "function")
     bin_dir = tmp_path / "bin"
     fake_tool(bin_dir, "terraform", FAKE_TERRAFORM)
+    (bin_dir / "git").symlink_to(shutil.which("git") or "git")  # the function's commit
     _with_service(project, "terraform", kind="cloud-functions")
+    training = (project / "pipelines" / "training.py").read_text()
+    (project / "pipelines" / "prediction.py").write_text(
+        training.replace('"demo-training"', '"demo-prediction"').replace(
+            "def training(", "def prediction("
+        )
+    )
     (project / "infra" / "terraform").mkdir(parents=True)
-    (project / "services" / "submission").mkdir(parents=True)
-    (project / "services" / "submission" / "main.py").write_text("def handle(request): ...\n")
     recording_server.route("GET", "/storage/v1/b/.*", (200, {"name": "state"}))
     storage = {"VERTEXKIT_ENDPOINT_STORAGE": recording_server.url}
     result = run_invoke(
@@ -405,7 +432,8 @@ def test_invoke_provision_with_terraform_zips_then_writes_the_variables(
     [plan] = [c for c in calls(tmp_path) if c["argv"][2] == "plan"]
     [function] = plan["var_file"]["functions"].values()
     with zipfile.ZipFile(function["source_path"]) as archive:
-        assert archive.namelist() == ["main.py"]
+        assert "main.py" in archive.namelist() and "vertexkit/service/app.py" in archive.namelist()
+    assert function["environment"]["VERTEXKIT_RELEASE_COMMIT"] == commit_of(project)
     assert function["service_account"] == SUBMIT.split(":")[1]
     assert set(plan["var_file"]["scheduler_jobs"]) == {"demo-training-dev", "demo-prediction-dev"}
     assert "cloudfunctions.googleapis.com" in plan["var_file"]["apis"]

@@ -16,6 +16,7 @@ import pytest
 import vertexkit
 from tests.service_support import make_project
 from tests.template_support import render, text_files
+from vertexkit.gcp import service_infra
 
 SERVICE = Path("services") / "submission"
 FILES = {
@@ -111,7 +112,9 @@ def test_the_cloud_functions_entry_point_serves_through_functions_framework(
     monkeypatch.setenv("VERTEXKIT_ENV", "dev")
     monkeypatch.setenv("VERTEXKIT_RELEASE_COMMIT", "abc123def456")
     monkeypatch.setenv("VERTEXKIT_SERVICE_BACKEND", "dry-run")
-    client = create_app(target="submit", source=str(source / "main.py")).test_client()
+    client = create_app(
+        target=service_infra.FUNCTION_ENTRY_POINT, source=str(source / "main.py")
+    ).test_client()
     listed = client.get("/pipelines")
     assert listed.status_code == 200
     assert {p["name"] for p in listed.get_json()["pipelines"]} == {"scoring", "training"}

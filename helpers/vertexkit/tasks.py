@@ -358,7 +358,8 @@ def build(
 
 @task(help=_CLOUD_HELP)
 def publish(c: Context, env: str | None = None, dry_run: bool = False, json: bool = False) -> None:
-    """Upload the compiled templates to the environment's Artifact Registry repository."""
+    """Upload the compiled templates to the environment's template store, then (Cloud Run) deploy
+    the recorded submission service image."""
     root = project_root(c=c)
     env = _required_env(root, env)
     names = list(compiling.discover(root))

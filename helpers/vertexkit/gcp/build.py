@@ -13,9 +13,12 @@ polled by a repeating step until it is done.
 
 With ``service.kind: cloud-run`` the same plan also builds the submission service's image
 (``services/submission/Dockerfile``, from the same wheels) beside the base image: first the
-pipelines are compiled for the environment into ``build/service/pipelines`` (the parameters the
-service checks requests against; the image binding does not change them), then both images are
-built and pushed, and ``build/images/<env>.json`` records the service image under ``service``.
+pipelines are compiled for every environment in ``config/`` into
+``build/service/pipelines/<env>/`` (the parameters the service checks requests against; the image
+binding does not change them), then both images are built and pushed, and
+``build/images/<env>.json`` records the service image under ``service``. The service image is the
+same for every environment (``VERTEXKIT_ENV``, set where it is deployed, picks its pipelines), so
+``invoke promote`` copies it by digest like the base image.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-from vertexkit.project.config import ProjectConfig
+from vertexkit.project.config import ProjectConfig, environments, load_config
 from vertexkit.steps import (
     CloudError,
     CommandStep,
@@ -116,21 +119,33 @@ def builds_service(config: ProjectConfig) -> bool:
     return config.service.kind == "cloud-run"
 
 
-def _service_build_args(config: ProjectConfig, commit: str) -> tuple[str, ...]:
-    return (
-        "--build-arg",
-        f"ENVIRONMENT={config.environment}",
-        "--build-arg",
-        f"GIT_COMMIT={commit}",
-    )
+def _service_build_args(commit: str) -> tuple[str, ...]:
+    # The image bakes the commit (VERTEXKIT_RELEASE_COMMIT), not an environment: the deploy sets
+    # VERTEXKIT_ENV, so one image serves every environment and promotion copies it.
+    return ("--build-arg", f"GIT_COMMIT={commit}")
 
 
 def compile_for_service(project_dir: str | Path, config: ProjectConfig) -> list[Path]:
-    """Compile every pipeline for the environment into ``build/service/pipelines``, with the
-    record (``compiled.json``) the service reads."""
+    """Compile every pipeline for every environment in ``config/`` into
+    ``build/service/pipelines/<env>/``, each with the record (``compiled.json``) the service
+    reads; ``config`` is the build's environment (its overlay and variables as given)."""
+    folder = Path(project_dir) / SERVICE_PIPELINES
+    shutil.rmtree(folder, ignore_errors=True)
+    written = []
+    for env in environments(project_dir):
+        each = config if env == config.environment else load_config(project_dir, env)
+        written += compile_service_pipelines(project_dir, each, folder / env)
+    return written
+
+
+def compile_service_pipelines(
+    project_dir: str | Path, config: ProjectConfig, folder: str | Path
+) -> list[Path]:
+    """Compile every pipeline for ``config``'s environment into ``folder`` with the record
+    (``compiled.json``) the service reads."""
     from vertexkit.local import pipelines as compiling
 
-    folder = Path(project_dir) / SERVICE_PIPELINES
+    folder = Path(folder)
     shutil.rmtree(folder, ignore_errors=True)
     written = compiling.compile_pipelines(project_dir, config, output_dir=folder)
     record = {
@@ -185,12 +200,12 @@ def plan_build(
         steps.append(
             LocalStep(
                 SERVICE_COMPILE,
-                f"compile every pipeline for {config.environment} into {SERVICE_PIPELINES} "
+                f"compile every pipeline for each environment into {SERVICE_PIPELINES}/ENV "
                 "(what the service checks parameters against)",
                 lambda _: compile_for_service(root, config),
             )
         )
-    service_args = ("-f", SERVICE_DOCKERFILE, *_service_build_args(config, git_commit))
+    service_args = ("-f", SERVICE_DOCKERFILE, *_service_build_args(git_commit))
     if local_docker:  # BuildKit (needed by RUN --mount) is the default builder since Docker 23.
         steps += [
             CommandStep(
@@ -485,13 +500,14 @@ def context_files(project_dir: str | Path, *, service: bool = False) -> list[str
     extra = [name for name in (".dockerignore", DOCKERFILE) if (root / name).is_file()]
     files = {p.relative_to(root).as_posix() for p in wheels} | set(extra)
     if service:
-        for required in (
-            SERVICE_DOCKERFILE,
-            SERVICE_DOCKERIGNORE,
-            f"{SERVICE_PIPELINES}/compiled.json",
-        ):
+        for required in (SERVICE_DOCKERFILE, SERVICE_DOCKERIGNORE):
             if not (root / required).is_file():
                 raise BuildError(f"{required} not found in {root}: the service image needs it")
+        if not list((root / SERVICE_PIPELINES).glob("*/compiled.json")):
+            raise BuildError(
+                f"{SERVICE_PIPELINES}/ENV/compiled.json not found in {root}: the service image "
+                "needs the pipelines compiled for each environment"
+            )
         for folder in ("config", SERVICE_PIPELINES):
             files |= {
                 p.relative_to(root).as_posix()

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from vertexkit.gcp import build
+from vertexkit.gcp import build, service_infra
 from vertexkit.local import pipelines as compiling
 from vertexkit.orchestrators import for_config
 from vertexkit.project.config import ProjectConfig
@@ -156,16 +156,20 @@ def plan_publish(
     *,
     compiled_earlier: bool = True,
 ) -> list[Step]:
-    """Upload the compiled templates to the orchestrator's template store.
+    """Upload the compiled templates to the orchestrator's template store, then (Cloud Run)
+    deploy the service image recorded for the environment, which serves those templates.
 
     Templates compiled earlier must be compiled for this environment (see
     :func:`check_compiled_for`); plans that compile first (deploy) bind them themselves.
     """
     if compiled_earlier:
         check_compiled_for(project_dir, config.environment, templates(project_dir, names))
-    return for_config(config).plan_publish(
-        templates(project_dir, names), release, compiled_earlier=compiled_earlier
-    )
+    return [
+        *for_config(config).plan_publish(
+            templates(project_dir, names), release, compiled_earlier=compiled_earlier
+        ),
+        *service_infra.plan_rollout(config, project_dir),
+    ]
 
 
 def plan_run(

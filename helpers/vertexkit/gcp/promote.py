@@ -6,16 +6,19 @@ on, or ``--version``):
 1. check that the source environment published a template of every pipeline from that commit
    (through its orchestrator: the template that it ran);
 2. read the digest of the base image the source built from that commit (the Artifact Registry
-   tag ``<commit>`` of ``<package>-base``);
-3. copy that image, by digest, into the target's Docker repository with ``gcrane`` on Cloud
-   Build, as the target's builder account (skipped when both use the same repository). The digest
-   does not change: the target runs the very bytes the source ran;
-4. record it as the target's image (``build/images/<target>.json``) and compile every pipeline
-   from the same commit for the target (its parameter values, caching and machines), with that
-   image by digest;
+   tag ``<commit>`` of ``<package>-base``) and, with a Cloud Run submission service, of the
+   service image (``<naming_prefix>-submit``, one image for every environment);
+3. copy those images, by digest, into the target's Docker repository with ``gcrane`` on Cloud
+   Build (one build, a step per image), as the target's builder account (skipped when both use
+   the same repository). The digests do not change: the target runs the very bytes the source ran;
+4. record them as the target's images (``build/images/<target>.json``, the service image under
+   ``service`` as ``invoke build`` writes it) and compile every pipeline from the same commit for
+   the target (its parameter values, caching and machines), with the base image by digest;
 5. publish the templates to the target, tagged with the same commit and version tag.
 
-``invoke promote`` then updates the target's schedules, as ``invoke schedule`` does.
+``invoke promote`` then updates the target's schedules, as ``invoke schedule`` does. A Cloud Run
+submission service gets the promoted image after publishing; a Cloud Function after
+``invoke provision --env <target>`` (docs/service.md).
 """
 
 from __future__ import annotations
@@ -57,14 +60,17 @@ class PromotionError(ValueError):
     """The promotion cannot be planned as asked; the message says why and what to do."""
 
 
-def _image_tag_url(config: ProjectConfig, package: str, tag: str) -> str:
+def _image_tag_url(config: ProjectConfig, image: str) -> str:
+    """The Artifact Registry tag of ``image`` (``.../<package>:<tag>`` in ``config``'s Docker
+    repository)."""
     gcp = config.gcp
     base = endpoint("artifactregistry", gcp.region, config.endpoints)
     repository = (
         f"projects/{gcp.project_id}/locations/{gcp.region}/repositories/"
         f"{config.names.docker_repository}"
     )
-    return f"{base}/v1/{repository}/packages/{quote(f'{package}-base', safe='')}/tags/{tag}"
+    package, _, tag = image.rsplit("/", 1)[1].partition(":")
+    return f"{base}/v1/{repository}/packages/{quote(package, safe='')}/tags/{tag}"
 
 
 def _digest_of(answer: Any, image: str) -> str:
@@ -94,10 +100,23 @@ def plan_promote(
     pipelines = compiling.load_sized_pipelines(project_dir, target)
     names = list(pipelines)
     commit = validate_tag(release.commit)
-    source_image = build.image_name(source, package, commit)
-    target_image = build.image_name(target, package, commit)
-    source_repository = source_image.rsplit(":", 1)[0]
-    target_repository = target_image.rsplit(":", 1)[0]
+    # (source image, target image, the step that finds the source's digest), base image first.
+    images = [
+        (
+            build.image_name(source, package, commit),
+            build.image_name(target, package, commit),
+            f"find image in {source.environment}",
+        )
+    ]
+    if build.builds_service(target):
+        images.append(
+            (
+                build.service_image_name(source, commit),
+                build.service_image_name(target, commit),
+                f"find service image in {source.environment}",
+            )
+        )
+    target_image = images[0][1]
     what = f"promote {commit} from {source.environment} to {target.environment}"
 
     steps: list[Step] = [
@@ -110,31 +129,42 @@ def plan_promote(
     orchestrator = for_config(source)
     for name, pipeline in pipelines.items():
         steps += orchestrator.plan_find_published(name, release, template_name=pipeline.name)
-    find_image = f"find image in {source.environment}"
-    steps.append(
-        HttpStep(
-            find_image,
-            "GET",
-            _image_tag_url(source, package, commit),
-            ok_statuses=(200, 404),
-            expect_json=True,
-            extract=lambda answer: _digest_of_built(answer, source_image, source.environment),
+    for source_image, _, find_image in images:
+        steps.append(
+            HttpStep(
+                find_image,
+                "GET",
+                _image_tag_url(source, source_image),
+                ok_statuses=(200, 404),
+                expect_json=True,
+                extract=lambda answer, image=source_image: _digest_of_built(
+                    answer, image, source.environment
+                ),
+            )
         )
+    copies = [
+        (source_image.rsplit(":", 1)[0], copy, find)
+        for source_image, copy, find in images
+        if source_image.rsplit(":", 1)[0] != copy.rsplit(":", 1)[0]
+    ]
+    if copies:
+        steps += _plan_copy(copies, target, poll_seconds)
+    shown = ", ".join(
+        f"{image.rsplit(':', 1)[0]}@{placeholder(find, 'digest')}" for _, image, find in images
     )
-    digest = placeholder(find_image, "digest")
-    if source_repository != target_repository:
-        steps += _plan_copy(source_repository, target, target_image, find_image, poll_seconds)
+    service = images[1] if len(images) > 1 else None
     steps.append(
         LocalStep(
             "record image",
-            f"write build/images/{target.environment}.json: {target_repository}@{digest}, "
-            f"promoted from {source.environment}",
+            f"write build/images/{target.environment}.json: {shown}, promoted from "
+            f"{source.environment}",
             lambda responses: record_promoted(
                 project_dir,
                 target.environment,
                 image=target_image,
-                digest=str(responses[find_image]["digest"]),
+                digest=str(responses[images[0][2]]["digest"]),
                 source=source.environment,
+                service=(service[1], str(responses[service[2]]["digest"])) if service else None,
             ),
         )
     )
@@ -155,19 +185,20 @@ def _digest_of_built(answer: Any, image: str, env: str) -> dict[str, str]:
 
 
 def _plan_copy(
-    source_repository: str,
-    target: ProjectConfig,
-    target_image: str,
-    find_image: str,
-    poll_seconds: float,
+    copies: list[tuple[str, str, str]], target: ProjectConfig, poll_seconds: float
 ) -> list[Step]:
-    """Cloud Build in the target's project copies the image by digest with gcrane."""
+    """Cloud Build in the target's project copies each image by digest with gcrane: ``copies``
+    holds (source repository, target image, the step that found the source's digest)."""
     gcp = target.gcp
     cloudbuild = endpoint("cloudbuild", gcp.region, target.endpoints)
-    digest = placeholder(find_image, "digest")
-    source_reference = f"{source_repository}@{digest}"
     body: dict[str, Any] = {
-        "steps": [{"name": GCRANE_IMAGE, "args": ["cp", source_reference, target_image]}],
+        "steps": [
+            {
+                "name": GCRANE_IMAGE,
+                "args": ["cp", f"{repository}@{placeholder(find, 'digest')}", image],
+            }
+            for repository, image, find in copies
+        ],
         "tags": ["vertexkit", "promote", target.environment],
         "options": {"logging": "CLOUD_LOGGING_ONLY"},
         "serviceAccount": (
@@ -179,8 +210,10 @@ def _plan_copy(
     wait_url = f"{cloudbuild}/v1/{operation}"
 
     def with_digest(step: HttpStep, responses: Responses) -> HttpStep:
-        value = str(responses[find_image]["digest"])
-        return replace(step.with_body(substitute(step.body, {digest: value})), resolve=None)
+        values = {
+            placeholder(find, "digest"): str(responses[find]["digest"]) for _, _, find in copies
+        }
+        return replace(step.with_body(substitute(step.body, values)), resolve=None)
 
     return [
         HttpStep(
@@ -218,17 +251,33 @@ def _copied(operation: Mapping[str, Any]) -> Mapping[str, Any]:
     return operation
 
 
-def record_promoted(project_dir: Path, env: str, *, image: str, digest: str, source: str) -> str:
-    """Write ``build/images/<env>.json`` for a promoted image, as a build would."""
+def record_promoted(
+    project_dir: Path,
+    env: str,
+    *,
+    image: str,
+    digest: str,
+    source: str,
+    service: tuple[str, str] | None = None,
+) -> str:
+    """Write ``build/images/<env>.json`` for a promoted image (and ``service``: the service
+    image and its digest), as a build would."""
     repository = image.rsplit(":", 1)[0]
     reference = f"{repository}@{digest}"
-    record = {
+    record: dict[str, Any] = {
         "image": image,
         "digest": digest,
         "reference": reference,
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "backend": f"promoted from {source}",
     }
+    if service:
+        service_image, service_digest = service
+        record["service"] = {
+            "image": service_image,
+            "digest": service_digest,
+            "reference": f"{service_image.rsplit(':', 1)[0]}@{service_digest}",
+        }
     target = Path(project_dir) / build.IMAGES_DIR / f"{env}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

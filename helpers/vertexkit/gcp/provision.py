@@ -630,7 +630,7 @@ def _write_tfvars(infra: Infrastructure, project_dir: Path) -> LocalStep:
     return LocalStep(
         "write tfvars",
         f"write {TFVARS_DIR}/{infra.environment}.tfvars.json from config/{infra.environment}.yaml",
-        lambda _: _write_json(path, tfvars(infra)),
+        lambda responses: _write_json(path, tfvars(service_infra.at_apply(infra, responses))),
     )
 
 
@@ -643,6 +643,7 @@ def plan_terraform(
     return [
         *plan_state_bucket(infra, endpoints),
         *service_infra.plan_terraform_extras(infra, project_dir),
+        *service_infra.plan_find_deployed(infra, endpoints),
         _write_tfvars(infra, project_dir),
         _init(infra, cwd),
         CommandStep(
@@ -786,8 +787,10 @@ def plan_provision(
 ) -> list[Step]:
     """The provisioning steps of ``config``'s environment with its configured tool (``plan``:
     Terraform's plan only, see :func:`plan_terraform_plan`)."""
-    infra = service_infra.for_deploy(plan_infrastructure(config), project_dir, service_image)
     tool = config.provisioning.tool
+    infra = service_infra.for_deploy(
+        plan_infrastructure(config), project_dir, service_image, lookup=tool == "terraform"
+    )
     if plan and tool != "terraform":
         raise ProvisioningError(
             f"--plan runs terraform plan, but provisioning.tool is {tool} in "

@@ -25,12 +25,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+import shutil
+import subprocess
 import zipfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import vertexkit
+from vertexkit import __version__
+from vertexkit.gcp import build
 from vertexkit.gcp.infrastructure import (
     Binding,
     Infrastructure,
@@ -41,8 +47,20 @@ from vertexkit.gcp.infrastructure import (
     Subscription,
     Topic,
 )
-from vertexkit.project.config import ProjectConfig
-from vertexkit.steps import CommandStep, LocalStep, Step, placeholder, substitute
+from vertexkit.project.config import ProjectConfig, load_config
+from vertexkit.project.release import GitError, git_commit
+from vertexkit.steps import (
+    CloudError,
+    CommandStep,
+    Found,
+    HttpStep,
+    LocalStep,
+    Responses,
+    Step,
+    endpoint,
+    placeholder,
+    substitute,
+)
 
 RUN_API = "run.googleapis.com"
 PUBSUB_API = "pubsub.googleapis.com"
@@ -55,10 +73,13 @@ SCHEDULER_AGENT = (
     f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-cloudscheduler.iam.gserviceaccount.com"
 )
 PUSH_PATH = "/pubsub/push"
-SOURCE_DIR = "services/submission"
-FUNCTION_ENTRY_POINT = "handle"  # the Cloud Functions entry point in services/submission/main.py
+SOURCE_DIR = "services/submission"  # main.py and requirements.txt of the Cloud Function
+# The Cloud Functions entry point: the function `submit` in services/submission/main.py.
+FUNCTION_ENTRY_POINT = "submit"
+# What the function is deployed from: main.py, requirements.txt, vertexkit, config/ and the
+# pipelines compiled for the environment (:func:`stage_function_source`).
+STAGED_SOURCE = "build/service/function/{env}"
 SOURCE_PREFIX = "functions/"  # in the environment's bucket, outside the temporary pipeline root
-IMAGE_RECORD = "build/images/{env}-submission.json"  # written by `invoke build`
 MAX_DELIVERY_ATTEMPTS = 5
 # Cloud Scheduler retries a publish that failed; Pub/Sub then retries the push.
 JOB_RETRY = {"retryCount": 3, "minBackoffDuration": "10s", "maxBackoffDuration": "300s"}
@@ -278,6 +299,25 @@ def with_submission(infra: Infrastructure, config: ProjectConfig) -> Infrastruct
                 "topic, so that it holds where the agent's default project role was removed)",
             )
         )
+    if kind == "cloud-run":
+        deployer = f"serviceAccount:{names.deployer_service_account}"
+        bindings += [
+            grant(
+                "run_service",
+                name,
+                "roles/run.developer",
+                deployer,
+                "deploy each new service image (`invoke publish`, `invoke promote`) to this "
+                "service only",
+            ),
+            grant(
+                "service_account",
+                submitter.email,
+                "roles/iam.serviceAccountUser",
+                deployer,
+                "deploy revisions that run as the submission service's account",
+            ),
+        ]
     if kind == "cloud-functions":
         bindings.append(
             grant(
@@ -311,13 +351,13 @@ def _unique(new: list[Binding], existing: tuple[Binding, ...]) -> list[Binding]:
 
 
 def recorded_service_image(project_dir: Path, env: str) -> str | None:
-    """The service image ``invoke build --env ENV`` recorded (``repo@sha256:...``), or None."""
-    path = project_dir / IMAGE_RECORD.format(env=env)
+    """The service image ``invoke build --env ENV`` (or ``invoke promote --to ENV``) recorded
+    in ``build/images/<env>.json`` under ``service`` (``repo@sha256:...``), or None."""
     try:
-        reference = json.loads(path.read_text(encoding="utf-8"))["reference"]
-    except (OSError, ValueError, KeyError, TypeError):
+        reference = build.read_service_image(project_dir, env)
+    except build.BuildError:
         return None
-    return reference if isinstance(reference, str) and "@sha256:" in reference else None
+    return reference if "@sha256:" in reference else None
 
 
 def check_image(image: str) -> str:
@@ -331,38 +371,139 @@ def check_image(image: str) -> str:
     return image
 
 
-def source_files(project_dir: Path) -> list[Path]:
-    """The Cloud Function's source files (``services/submission/``, caches left out)."""
-    folder = project_dir / SOURCE_DIR
+def staged_source(project_dir: Path, env: str) -> Path:
+    """The folder the Cloud Function of ``env`` is deployed from."""
+    return project_dir / STAGED_SOURCE.format(env=env)
+
+
+def source_inputs(project_dir: Path) -> list[Path]:
+    """What the staged source is made of, in the project: the function's files, config/,
+    uv.lock, and the pipelines and components compiled into it (caches left out)."""
+    files = [project_dir / "uv.lock"]
+    for folder in (SOURCE_DIR, "config", "pipelines", "components"):
+        files += (project_dir / folder).rglob("*")
     return sorted(
         p
-        for p in folder.rglob("*")
+        for p in files
         if p.is_file() and "__pycache__" not in p.parts and p.suffix not in {".pyc", ".pyo"}
     )
 
 
-def source_archive(project_dir: Path, env: str) -> Path:
-    return project_dir / "build" / "provision" / env / "submission-source.zip"
+def _source_digest(project_dir: Path, commit: str) -> str:
+    """A digest of the staged source's inputs, the commit and vertexkit's version: the source
+    object's name changes (a new build) exactly when the function would."""
+    digest = hashlib.sha256(f"{commit}\0{__version__}\0".encode())
+    for path in source_inputs(project_dir):
+        digest.update(path.relative_to(project_dir).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
 
 
-def write_source_archive(project_dir: Path, target: Path) -> str:
-    """Zip the function's source reproducibly (fixed times and order); return the path."""
-    folder = project_dir / SOURCE_DIR
+def function_requirements(project_dir: Path) -> str:
+    """The staged requirements.txt: the versions in uv.lock (``uv export --frozen``, without
+    the project and vertexkit, which is packaged beside main.py), then what
+    ``services/submission/requirements.txt`` adds (functions-framework)."""
+    exported = subprocess.run(
+        [
+            build.uv_executable(),
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--no-hashes",
+            "--no-emit-project",
+            "--no-emit-package",
+            "vertexkit",
+            "--format",
+            "requirements-txt",
+            "--quiet",
+        ],
+        cwd=project_dir,
+        capture_output=True,
+        text=True,
+    )
+    if exported.returncode != 0:
+        raise build.BuildError(
+            f"`uv export --frozen` failed in {project_dir}: {exported.stderr.strip()}"
+        )
+    locked = [
+        line
+        for line in exported.stdout.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    names = {re.split(r"[=<>!~ @;\[]", line.strip(), maxsplit=1)[0].lower() for line in locked}
+    added = [
+        line.strip()
+        for line in (project_dir / SOURCE_DIR / "requirements.txt")
+        .read_text(encoding="utf-8")
+        .splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    own = [
+        line
+        for line in added
+        if re.split(r"[=<>!~ @;\[]", line, maxsplit=1)[0].lower() not in names | {"vertexkit"}
+    ]
+    header = (
+        "# Staged by `invoke provision` from uv.lock and services/submission/requirements.txt;\n"
+        f"# vertexkit {__version__} is the folder vertexkit/ beside main.py.\n"
+    )
+    return header + "\n".join([*locked, *own]) + "\n"
+
+
+def locked_version(project_dir: Path, package: str) -> str | None:
+    """The version of ``package`` in the project's ``uv.lock`` (None: not there)."""
+    try:
+        text = (project_dir / "uv.lock").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    found = re.search(
+        rf'^\[\[package\]\]\nname = "{re.escape(package)}"\nversion = "([^"]+)"', text, re.M
+    )
+    return found.group(1) if found else None
+
+
+def stage_function_source(project_dir: Path, env: str) -> Path:
+    """Write the Cloud Function's source for ``env`` into ``build/service/function/<env>/``:
+    ``main.py``, ``requirements.txt`` (:func:`function_requirements`), ``vertexkit/`` (this
+    vertexkit, packaged beside main.py as Google documents for local packages), ``config/`` and
+    ``pipelines/`` compiled for ``env`` with their ``compiled.json``. Return the folder."""
+    config = load_config(project_dir, env)
+    locked = locked_version(project_dir, "vertexkit")
+    if locked is not None and locked != __version__:
+        raise build.BuildError(
+            f"uv.lock locks vertexkit {locked}, but this is vertexkit {__version__}: the function "
+            "gets the vertexkit that runs this task; run it with `uv run` after `uv sync`"
+        )
+    folder = staged_source(project_dir, env)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    source = project_dir / SOURCE_DIR
+    shutil.copy2(source / "main.py", folder / "main.py")
+    (folder / "requirements.txt").write_text(function_requirements(project_dir), encoding="utf-8")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo")
+    shutil.copytree(Path(vertexkit.__file__).parent, folder / "vertexkit", ignore=ignore)
+    shutil.copytree(project_dir / "config", folder / "config", ignore=ignore)
+    build.compile_service_pipelines(project_dir, config, folder / "pipelines")
+    return folder
+
+
+def staged_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def write_source_archive(folder: Path, target: Path) -> str:
+    """Zip the staged source reproducibly (fixed times and order); return the path."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in source_files(project_dir):
+        for path in staged_files(folder):
             info = zipfile.ZipInfo(path.relative_to(folder).as_posix(), (1980, 1, 1, 0, 0, 0))
             info.external_attr = 0o644 << 16
             archive.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
     return str(target)
 
 
-def _source_digest(project_dir: Path) -> str:
-    folder, digest = project_dir / SOURCE_DIR, hashlib.sha256()
-    for path in source_files(project_dir):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:16]
+def source_archive(project_dir: Path, env: str) -> Path:
+    return project_dir / "build" / "provision" / env / "submission-source.zip"
 
 
 def _runtime(project_dir: Path) -> str:
@@ -376,41 +517,72 @@ def _runtime(project_dir: Path) -> str:
 
 
 def for_deploy(
-    infra: Infrastructure, project_dir: Path, image: str | None = None
+    infra: Infrastructure, project_dir: Path, image: str | None = None, *, lookup: bool = False
 ) -> Infrastructure:
     """``infra`` as provisioning can make it now: with the service's image (``image``, else the
     build record) or source; without a Cloud Run service, its push subscription, invoker roles
-    and jobs while no image is known (a note says so)."""
+    and jobs while no image is known (a note says so). With ``lookup`` (Terraform), a Cloud Run
+    service without a known image stays, its image None: :func:`plan_find_deployed` reads the
+    one it runs when the steps run, and :func:`at_apply` decides."""
     service = infra.submission
     if service is None:
         return infra
     if service.kind == "cloud-functions":
-        if not (project_dir / SOURCE_DIR).is_dir():
+        missing = [
+            name
+            for name in (f"{SOURCE_DIR}/main.py", f"{SOURCE_DIR}/requirements.txt", "uv.lock")
+            if not (project_dir / name).is_file()
+        ]
+        if missing:
             return _without_service(
                 infra,
-                f"submission service not deployed: {SOURCE_DIR}/ not found in the project",
+                f"submission service not deployed: {' and '.join(missing)} not found in the "
+                "project (the function's source is staged from them)",
             )
+        try:
+            commit = git_commit(project_dir)
+        except GitError as exc:
+            return _without_service(
+                infra,
+                f"submission service not deployed: the function serves the templates published "
+                f"from a commit, and {exc}",
+            )
+        digest = _source_digest(project_dir, commit)
         return replace(
             infra,
             submission=replace(
                 service,
+                # The function has no git: it is told the commit its templates come from.
+                environment={**service.environment, "VERTEXKIT_RELEASE_COMMIT": commit},
                 runtime=_runtime(project_dir),
+                source_dir=STAGED_SOURCE.format(env=infra.environment),
                 source_archive=str(source_archive(project_dir, infra.environment).resolve()),
-                source_object=f"{SOURCE_PREFIX}{service.name}-{_source_digest(project_dir)}.zip",
+                source_object=f"{SOURCE_PREFIX}{service.name}-{digest}.zip",
             ),
         )
     image = image or recorded_service_image(project_dir, infra.environment)
-    if image is None:
-        return _without_service(
+    if image is None and lookup:
+        return replace(
             infra,
-            f"submission service not deployed: no image digest for environment "
-            f"{infra.environment} ({IMAGE_RECORD.format(env=infra.environment)} is missing). "
-            f"Its account, Pub/Sub topics and roles are provisioned now; run `invoke build --env "
-            f"{infra.environment}` (or pass --service-image REPO@sha256:...), then `invoke "
-            f"provision --env {infra.environment}` again to deploy the service, its push "
-            "subscription and the Cloud Scheduler jobs",
+            notes=(
+                *infra.notes,
+                f"no service image recorded for {infra.environment}: the Cloud Run service keeps "
+                "the image it runs (read when the variables are written)",
+            ),
         )
+    if image is None:
+        return _without_service(infra, _no_image_note(infra.environment))
     return replace(infra, submission=replace(service, image=image))
+
+
+def _no_image_note(env: str) -> str:
+    return (
+        f"submission service not deployed: no image digest for environment {env} (no `service` "
+        f"in build/images/{env}.json, and no service deployed). Its account, Pub/Sub topics and "
+        f"roles are provisioned now; run `invoke build --env {env}` (or pass --service-image "
+        f"REPO@sha256:...), then `invoke provision --env {env}` again to deploy the service, its "
+        "push subscription and the Cloud Scheduler jobs"
+    )
 
 
 def _without_service(infra: Infrastructure, note: str) -> Infrastructure:
@@ -462,7 +634,10 @@ def identities_table(infra: Infrastructure) -> str:
             b.member.split(":", 1)[1] in ours
             or b.scope in ("run_service", "topic", "subscription")
             or PROJECT_NUMBER in b.member
-            or (b.scope == "service_account" and b.resource == service.build_service_account)
+            or (
+                b.scope == "service_account"
+                and b.resource in (service.build_service_account, service.service_account)
+            )
         )
 
     accounts = {a.member: a for a in infra.service_accounts}
@@ -571,15 +746,27 @@ def plan_terraform_extras(infra: Infrastructure, project_dir: Path) -> list[Step
     service = infra.submission
     if service is not None and service.kind == "cloud-functions":
         archive = source_archive(project_dir, infra.environment)
+        steps.append(_stage_step(project_dir, infra.environment))
         steps.append(
             LocalStep(
                 "zip the submission service's source",
-                f"zip {SOURCE_DIR}/ into {archive.relative_to(project_dir)} (uploaded by "
-                f"Terraform as gs://{service.source_bucket}/{service.source_object})",
-                lambda _: write_source_archive(project_dir, archive),
+                f"zip {service.source_dir}/ into {archive.relative_to(project_dir)} (uploaded "
+                f"by Terraform as gs://{service.source_bucket}/{service.source_object})",
+                lambda _: write_source_archive(
+                    staged_source(project_dir, infra.environment), archive
+                ),
             )
         )
     return steps
+
+
+def _stage_step(project_dir: Path, env: str) -> LocalStep:
+    return LocalStep(
+        "stage the submission service's source",
+        f"write {STAGED_SOURCE.format(env=env)}/: main.py, requirements.txt (from uv.lock), "
+        f"vertexkit/, config/ and pipelines/ compiled for {env}",
+        lambda _: str(stage_function_source(project_dir, env)),
+    )
 
 
 def _note(note: str) -> LocalStep:
@@ -689,6 +876,7 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path, retry: tuple[float, ..
                 )
             )
         else:
+            steps.append(_stage_step(project_dir, infra.environment))
             steps.append(
                 CommandStep(
                     f"deploy Cloud Function {service.name} (2nd gen)",
@@ -700,7 +888,7 @@ def plan_gcloud(infra: Infrastructure, project_dir: Path, retry: tuple[float, ..
                         region,
                         project,
                         f"--runtime={service.runtime}",
-                        f"--source={project_dir / SOURCE_DIR}",
+                        f"--source={project_dir / service.source_dir}",
                         f"--entry-point={service.entry_point}",
                         "--trigger-http",
                         "--no-allow-unauthenticated",
@@ -858,3 +1046,139 @@ def plan_gcloud_teardown(infra: Infrastructure) -> list[Step]:
             )
         )
     return steps
+
+
+# --- rolling out a new service image (Cloud Run) ---------------------------------------------
+
+FIND_DEPLOYED = "find the deployed service image"
+READ_SERVICE = "read the Cloud Run service"
+ROLL_OUT = "deploy the service image"
+WAIT_ROLL_OUT = "wait for the service's new revision"
+ROLLOUT_POLLS = 120  # ten minutes at five seconds
+
+
+def _run_service_url(
+    project: str, region: str, name: str, endpoints: Mapping[str, str] | None
+) -> str:
+    base = endpoint("run", region, endpoints)
+    return f"{base}/v2/projects/{project}/locations/{region}/services/{name}"
+
+
+def _deployed_image(answer: Any) -> str | None:
+    """The image of a Cloud Run service's (v2) first container, if it is pinned by digest."""
+    try:
+        image = answer["template"]["containers"][0]["image"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return image if isinstance(image, str) and "@sha256:" in image else None
+
+
+def plan_find_deployed(infra: Infrastructure, endpoints: Mapping[str, str] | None) -> list[Step]:
+    """Terraform without a recorded image (a fresh CI checkout): read the image the Cloud Run
+    service runs, so that the variables keep the service (whose image Terraform ignores once
+    it exists) instead of removing it; :func:`at_apply` uses the answer."""
+    service = infra.submission
+    if service is None or service.kind != "cloud-run" or service.image:
+        return []
+    return [
+        HttpStep(
+            FIND_DEPLOYED,
+            "GET",
+            _run_service_url(infra.project_id, infra.region, service.name, endpoints),
+            ok_statuses=(200, 404),
+            expect_json=True,
+            extract=lambda answer: {"image": _deployed_image(answer)},
+        )
+    ]
+
+
+def at_apply(infra: Infrastructure, responses: Mapping[str, Any]) -> Infrastructure:
+    """``infra`` with the Cloud Run service's image found by :func:`plan_find_deployed`; without
+    one (no service yet), without the service and what needs it, saying so."""
+    service = infra.submission
+    if service is None or service.kind != "cloud-run" or service.image:
+        return infra
+    image = (responses.get(FIND_DEPLOYED) or {}).get("image")
+    if image:
+        return replace(infra, submission=replace(service, image=image))
+    return _without_service(infra, _no_image_note(infra.environment))
+
+
+def plan_rollout(config: ProjectConfig, project_dir: Path) -> list[Step]:
+    """Deploy the service image recorded for ``config``'s environment (``invoke build`` or
+    ``invoke promote`` wrote it; read when the step runs) to its Cloud Run service through the
+    Cloud Run Admin API v2: read the service, replace its container's image in the revision
+    template (everything else as it is), wait for the new revision. Skipped, saying why, when
+    nothing was built, the service does not exist yet (``invoke provision`` creates it) or
+    already runs that image. The CI deployer may do it: ``roles/run.developer`` on this service
+    and ``roles/iam.serviceAccountUser`` on the account it runs as, nothing more."""
+    if config.service.kind != "cloud-run":
+        return []
+    gcp, env = config.gcp, config.environment
+    name = service_name(config)
+    url = _run_service_url(gcp.project_id, gcp.region, name, config.endpoints)
+    base = endpoint("run", gcp.region, config.endpoints)
+    operation = placeholder(ROLL_OUT, "operation name")
+
+    def patch(step: HttpStep, responses: Responses) -> HttpStep | Found:
+        image = recorded_service_image(project_dir, env)
+        current = responses.get(READ_SERVICE) or {}
+        if image is None:
+            return Found({"skipped": f"no service image recorded for {env}"})
+        if "template" not in current:
+            return Found(
+                {"skipped": f"Cloud Run service {name} not found: `invoke provision --env {env}`"}
+            )
+        if _deployed_image(current) == image:
+            return Found({"skipped": f"{name} already runs {image}"})
+        template = json.loads(json.dumps(current["template"]))
+        template.pop("revision", None)  # a new revision gets a new name
+        template["containers"][0]["image"] = image
+        return replace(step, body={"template": template}, resolve=None)
+
+    def wait(step: HttpStep, responses: Responses) -> HttpStep | Found:
+        started = responses.get(ROLL_OUT) or {}
+        if "skipped" in started or not started.get("name"):
+            return Found(started)
+        return replace(step, url=step.url.replace(operation, started["name"]), resolve=None)
+
+    return [
+        HttpStep(
+            READ_SERVICE,
+            "GET",
+            url,
+            ok_statuses=(200, 404),
+            expect_json=True,
+            auth_hint=f"deploying the service image needs roles/run.developer on {name} (the CI "
+            f"deployer has it once `invoke provision --env {env}` ran with this vertexkit)",
+        ),
+        HttpStep(
+            ROLL_OUT,
+            "PATCH",
+            f"{url}?updateMask=template",
+            {"template": f"<the service's template, with the image of build/images/{env}.json>"},
+            expect_json=True,
+            resolve=patch,
+        ),
+        HttpStep(
+            WAIT_ROLL_OUT,
+            "GET",
+            f"{base}/v2/{operation}",
+            expect_json=True,
+            repeat="until done",
+            repeat_until=lambda answer: bool((answer or {}).get("done")),
+            max_polls=ROLLOUT_POLLS,
+            resolve=wait,
+            extract=_rolled_out,
+        ),
+    ]
+
+
+def _rolled_out(operation: Any) -> Any:
+    if isinstance(operation, dict) and operation.get("error"):
+        raise CloudError(
+            f"the service's new revision failed: {operation['error'].get('message', operation)}"
+        )
+    if isinstance(operation, dict) and "name" in operation and not operation.get("done"):
+        raise CloudError(f"the service's new revision is not ready yet: {operation['name']}")
+    return operation

@@ -8,7 +8,8 @@ environment variables:
   project's git HEAD);
 * ``VERTEXKIT_SERVICE_ROOT``: the project folder with ``config/`` (default: the working folder);
 * ``VERTEXKIT_SERVICE_PIPELINES``: the compiled pipelines and ``compiled.json`` (default:
-  ``<root>/build/pipelines``);
+  ``<root>/build/pipelines``); where it holds a folder per environment (``<env>/compiled.json``,
+  as in the service image, which serves every environment), the one of ``VERTEXKIT_ENV``;
 * ``VERTEXKIT_SERVICE_BACKEND``: ``orchestrator`` (default) or ``dry-run``.
 """
 
@@ -28,7 +29,7 @@ from vertexkit.project.config import ConfigError, load_config
 from vertexkit.project.release import GitError, Release, release_tags
 from vertexkit.service.app import Request, Response, Service, too_large
 from vertexkit.service.backends import Backend, DryRunBackend, LocalBackend, OrchestratorBackend
-from vertexkit.service.catalog import CatalogError, load_catalog
+from vertexkit.service.catalog import RECORD, CatalogError, load_catalog
 
 BACKENDS = ("orchestrator", "dry-run", "local")
 _LOG_FIELDS = ("request_id", "run_id", "pipeline", "parameters", "status", "latency_ms")
@@ -79,6 +80,8 @@ def create_service(
     root = Path(project_dir)
     config = load_config(root, env)
     folder = Path(pipelines_dir) if pipelines_dir else root / "build" / "pipelines"
+    if env and (folder / env / RECORD).is_file():
+        folder = folder / env  # one folder per environment: the service image's layout
     chosen: Backend
     if backend == "local":
         chosen = LocalBackend(root, env)

@@ -42,6 +42,7 @@ DEFAULT_ENDPOINTS: dict[str, str] = {
     "cloudbuild": "https://cloudbuild.googleapis.com",
     "cloudresourcemanager": "https://cloudresourcemanager.googleapis.com",
     "cloudscheduler": "https://cloudscheduler.googleapis.com",
+    "run": "https://run.googleapis.com",
     "iam": "https://iam.googleapis.com",
     "kfp_registry": "https://{region}-kfp.pkg.dev",
     "secretmanager": "https://secretmanager.googleapis.com",

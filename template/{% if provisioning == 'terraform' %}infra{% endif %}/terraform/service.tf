@@ -1,8 +1,9 @@
-# The submission service (services/submission/): a private Cloud Run service deployed from its
-# image by digest, or a 2nd gen Cloud Function built from its zipped source, and who may invoke
-# it. Only the members of run_service_roles (the Pub/Sub push account and the CI deployer) get
-# roles/run.invoker: never allUsers. Both maps are empty until vertexkit knows what to deploy
-# (`invoke build` records the image; before that, `invoke provision` says why it waits).
+# The submission service (services/submission/): a private Cloud Run service created from its
+# image by digest, or a 2nd gen Cloud Function built from its staged, zipped source, and who may
+# invoke it. Only the members of run_service_roles (the Pub/Sub push account and the CI deployer)
+# get roles/run.invoker: never allUsers. Both maps are empty until vertexkit knows what to deploy
+# (`invoke build` records the image, or the service already runs one; before that, `invoke
+# provision` says why it waits).
 
 data "google_project" "this" {
   project_id = var.project_id
@@ -71,6 +72,13 @@ resource "google_cloud_run_v2_service" "services" {
         }
       }
     }
+  }
+
+  # Terraform creates the service from the recorded image; each later image is deployed by
+  # `invoke publish` / `invoke promote` (Cloud Run Admin API, as the CI deployer), so the two do
+  # not fight over it.
+  lifecycle {
+    ignore_changes = [template[0].containers[0].image]
   }
 
   depends_on = [google_project_service.apis, google_service_account.accounts]

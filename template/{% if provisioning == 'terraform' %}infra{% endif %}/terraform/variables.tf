@@ -424,7 +424,7 @@ variable "scheduler_jobs" {
 }
 
 variable "run_service_roles" {
-  description = "Roles on the submission service (roles/run.invoker for the push account and the CI deployer): service name, role and member."
+  description = "Roles on the submission service (roles/run.invoker for the push account and the CI deployer; roles/run.developer for the CI deployer, which deploys new images): service name, role and member."
   type = list(object({
     service = string
     role    = string
