@@ -219,11 +219,35 @@ def test_bad_monitoring_parameter_and_missing_reference(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="naming_prefix: required setting is missing"):
         config_from_parameter(bad)
     monitoring = monitoring_parameter(tmp_path, retrain=False)
-    with pytest.raises(DriftError, match=r"no reference statistics at .*run the training"):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(DriftError, match=r"broken.json: cannot read reference statistics"):
         monitor_drift(
-            TRAIN,
-            tmp_path / "absent.json",
-            monitoring,
-            model_name="demo-model",
-            model_registry=str(tmp_path),
+            TRAIN, broken, monitoring, model_name="demo-model", model_registry=str(tmp_path)
         )
+
+
+def test_a_champion_without_reference_statistics_is_scored_and_said_unchecked(
+    tmp_path: Path,
+) -> None:
+    """A champion registered before training stored statistics (an upgraded project) must not
+    fail every prediction run: the run says drift was not checked, and why."""
+    out, report = io.StringIO(), tmp_path / "report.html"
+    check = monitor_drift(
+        TRAIN,
+        tmp_path / "absent.json",
+        monitoring_parameter(tmp_path, retrain=True),
+        model_name="demo-model",
+        model_version=3.0,
+        model_registry=str(tmp_path),
+        report_path=report,
+        out=out,
+    )
+    assert not check.result.breached and not check.retrain_submitted
+    assert check.metrics()["features_checked"] == 0
+    assert "drift not checked: the champion demo-model 3 has no reference statistics" in (
+        out.getvalue()
+    )
+    assert BREACH_EVENT not in out.getvalue()
+    assert "has no reference statistics" in report.read_text()
+    assert not (tmp_path / "demo-model" / "retrain.json").exists(), "no retraining claimed"

@@ -19,6 +19,7 @@ local registry and print the request they would send.
 
 from __future__ import annotations
 
+import html
 import json
 import sys
 from collections.abc import Mapping
@@ -163,6 +164,8 @@ def monitor_drift(
     out = out or sys.stdout
     config = config_from_parameter(monitoring)
     settings = config.monitoring
+    if not Path(reference_path).exists():
+        return _not_checked(frame, model_name, model_version, report_path, out)
     result = compare(
         frame,
         load_reference(reference_path),
@@ -214,3 +217,34 @@ def monitor_drift(
     if report_path is not None:
         Path(report_path).write_text(page, encoding="utf-8")
     return DriftCheck(result, page, retraining, submitted)
+
+
+def _not_checked(
+    frame: pd.DataFrame,
+    model_name: str,
+    model_version: str | float,
+    report_path: str | Path | None,
+    out: TextIO,
+) -> DriftCheck:
+    """The champion has no reference statistics (registered by a vertexkit before 0.2.0): say
+    so in the log and the report, and score as usual; nothing is compared or retrained."""
+    version = (
+        int(model_version)
+        if isinstance(model_version, float) and model_version.is_integer()
+        else model_version
+    )
+    reason = (
+        f"drift not checked: the champion {model_name} {version} has no reference statistics "
+        "(registered before training stored them); it is checked once a model trained with "
+        "this version becomes the champion"
+    )
+    out.write(reason + "\n")
+    page = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Drift report</title>'
+        f'</head><body><h1>Drift report</h1><p class="verdict" id="verdict">'
+        f"{html.escape(reason[0].upper() + reason[1:])}.</p></body></html>\n"
+    )
+    if report_path is not None:
+        Path(report_path).write_text(page, encoding="utf-8")
+    result = DriftResult(features=[], rows=len(frame), reference_rows=0)
+    return DriftCheck(result, page, "not checked: no reference statistics", False)
