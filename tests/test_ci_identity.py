@@ -29,7 +29,7 @@ from tests.test_infra import (
     _plan_variables,
     _unquote,
 )
-from tests.test_provision import calls, fake_tool, run_invoke
+from tests.test_provision import FAKE_ALERT_POLICIES, calls, fake_tool, run_invoke
 from vertexkit.gcp import ci_identity, provision
 from vertexkit.project.config import ConfigError, load_config
 from vertexkit.steps import execute
@@ -536,7 +536,8 @@ def test_cloud_build_triggers_run_as_their_accounts_and_promotions_wait(
 
 # --- gcloud through the real invoke CLI ---------------------------------------------------
 
-FAKE_GCLOUD = """
+FAKE_GCLOUD = (
+    """
 import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:
@@ -546,18 +547,9 @@ if args[:2] == ["projects", "describe"]:
     sys.exit(0)
 state_file = os.environ["FAKE_STATE"]
 state = set(json.load(open(state_file))) if os.path.exists(state_file) else set()
-if args[:2] == ["monitoring", "policies"]:  # the drift alert policy: found by display name
-    ids = {str(sum(map(ord, k))): k for k in state if k.startswith("policy:")}
-    if args[2] == "list":
-        wanted = "policy:" + next(a for a in args if a.startswith("--filter=")).split('"')[1]
-        print("\\n".join(f"projects/p/alertPolicies/{i}" for i, k in ids.items() if k == wanted))
-    elif args[2] == "create":
-        path = next(a for a in args if a.startswith("--policy-from-file=")).split("=", 1)[1]
-        state.add("policy:" + json.load(open(path))["displayName"])
-    elif args[2] == "delete":
-        state.discard(ids.get(args[3].rsplit("/", 1)[1]))
-    json.dump(sorted(state), open(state_file, "w"))
-    sys.exit(0)
+"""
+    + FAKE_ALERT_POLICIES
+    + """
 verbs = {"describe": "describe", "create": "create", "create-oidc": "create", "delete": "delete"}
 verb = next((a for a in args if a in verbs), None)
 if verb is None:
@@ -585,7 +577,8 @@ if verbs[verb] == "create":
 else:
     state.discard(key)
 json.dump(sorted(state), open(state_file, "w"))
-""".replace("NUMBER", NUMBER)
+"""
+).replace("NUMBER", NUMBER)
 
 
 def _gcloud_project(tmp_path: Path, ci: dict[str, Any]) -> tuple[Path, Path]:

@@ -232,14 +232,10 @@ def test_tfvars_follow_the_contract(secrets: str) -> None:
 
 # --- fake tools on PATH -------------------------------------------------------------------
 
-FAKE_GCLOUD = """
-import json, os, sys
-args = sys.argv[1:]
-with open(os.environ["FAKE_LOG"], "a") as log:
-    log.write(json.dumps(["gcloud", *args]) + "\\n")
-state_file = os.environ["FAKE_STATE"]
-state = set(json.load(open(state_file))) if os.path.exists(state_file) else set()
-if args[:2] == ["monitoring", "policies"]:  # alert policies: server-named, found by display name
+# The drift alert policy in a fake gcloud (after `state` and `state_file` are read): policies
+# are named by the server and found by display name. The other fakes of gcloud share it.
+FAKE_ALERT_POLICIES = """
+if args[:2] == ["monitoring", "policies"]:
     ids = {str(sum(map(ord, k))): k for k in state if k.startswith("policy:")}
     if args[2] == "list":
         wanted = "policy:" + next(a for a in args if a.startswith("--filter=")).split('"')[1]
@@ -251,7 +247,19 @@ if args[:2] == ["monitoring", "policies"]:  # alert policies: server-named, foun
         state.discard(ids.get(args[3].rsplit("/", 1)[1]))
     json.dump(sorted(state), open(state_file, "w"))
     sys.exit(0)
-verbs = {"describe", "create", "delete", "rm"}
+"""
+
+FAKE_GCLOUD = (
+    """
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(json.dumps(["gcloud", *args]) + "\\n")
+state_file = os.environ["FAKE_STATE"]
+state = set(json.load(open(state_file))) if os.path.exists(state_file) else set()
+"""
+    + FAKE_ALERT_POLICIES
+    + """verbs = {"describe", "create", "delete", "rm"}
 verb = next((a for a in args if a in verbs), None)
 if verb is None:
     sys.exit(0)
@@ -278,6 +286,7 @@ else:
     state.discard(key)
 json.dump(sorted(state), open(state_file, "w"))
 """
+)
 
 FAKE_TERRAFORM = """
 import json, os, sys

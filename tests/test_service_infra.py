@@ -16,7 +16,14 @@ from tests.recording_server import RecordingServer
 from tests.service_support import commit_of
 from tests.template_support import ROOT
 from tests.test_infra import TEMPLATE_TF, _plan_variables
-from tests.test_provision import FAKE_TERRAFORM, calls, fake_tool, run_invoke, use_tool
+from tests.test_provision import (
+    FAKE_ALERT_POLICIES,
+    FAKE_TERRAFORM,
+    calls,
+    fake_tool,
+    run_invoke,
+    use_tool,
+)
 from vertexkit.gcp import provision, service_infra
 from vertexkit.project.config import ProjectConfig, load_config
 
@@ -182,7 +189,8 @@ def _record(project: Path, env: str) -> None:
 # Like tests/test_provision.py's fake, plus what the service's commands need: the project
 # number, `scheduler jobs create pubsub NAME`, `run deploy` (create or update), and the drift
 # alert policy.
-FAKE_GCLOUD = f"""
+FAKE_GCLOUD = (
+    f"""
 import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:
@@ -192,19 +200,10 @@ if args[:2] == ["projects", "describe"]:
     sys.exit(0)
 state_file = os.environ["FAKE_STATE"]
 state = set(json.load(open(state_file))) if os.path.exists(state_file) else set()
-if args[:2] == ["monitoring", "policies"]:  # the drift alert policy: found by display name
-    ids = {{str(sum(map(ord, k))): k for k in state if k.startswith("policy:")}}
-    if args[2] == "list":
-        wanted = "policy:" + next(a for a in args if a.startswith("--filter=")).split('"')[1]
-        print("\\n".join(f"projects/p/alertPolicies/{{i}}" for i, k in ids.items() if k == wanted))
-    elif args[2] == "create":
-        path = next(a for a in args if a.startswith("--policy-from-file=")).split("=", 1)[1]
-        state.add("policy:" + json.load(open(path))["displayName"])
-    elif args[2] == "delete":
-        state.discard(ids.get(args[3].rsplit("/", 1)[1]))
-    json.dump(sorted(state), open(state_file, "w"))
-    sys.exit(0)
-verb = next((a for a in args if a in {{"describe", "create", "delete", "deploy"}}), None)
+"""
+    + FAKE_ALERT_POLICIES
+    + """
+verb = next((a for a in args if a in {"describe", "create", "delete", "deploy"}), None)
 if verb is None:
     sys.exit(0)
 index = args.index(verb)
@@ -226,6 +225,7 @@ else:
     state.discard(key)
 json.dump(sorted(state), open(state_file, "w"))
 """
+)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ Scope = Literal[
     "repository",
     "service_account",
     "secret",
-    # the submission service (issue 10): its Cloud Run service, Pub/Sub topics and subscriptions
+    # the submission service: its Cloud Run service, Pub/Sub topics and subscriptions
     "run_service",
     "topic",
     "subscription",
@@ -101,7 +101,7 @@ class Infrastructure:
     bindings: tuple[Binding, ...]
     state_bucket: str = field(default="")
     ci: CiResources | None = None  # the CI system's pool or Cloud Build triggers
-    # The submission service, its Pub/Sub route and the Cloud Scheduler jobs (issue 10; planned by
+    # The submission service, its Pub/Sub route and the Cloud Scheduler jobs (planned by
     # vertexkit.gcp.service_infra).
     submission: SubmissionService | None = None
     topics: tuple[Topic, ...] = ()
@@ -114,7 +114,7 @@ class Infrastructure:
         return tuple(b for b in self.bindings if b.scope == scope)
 
 
-# --- the submission service, its Pub/Sub route and Cloud Scheduler (issue 10) -------------------
+# --- the submission service, its Pub/Sub route and Cloud Scheduler ------------------------------
 
 
 @dataclass(frozen=True)
