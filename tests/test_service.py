@@ -607,3 +607,16 @@ def test_the_container_refuses_to_start_without_what_it_needs(
     monkeypatch.setenv("VERTEXKIT_RELEASE_COMMIT", "abc123def456")
     with pytest.raises(SystemExit, match=r"compiled\.json not found: run `invoke compile --env"):
         from_environment()
+
+
+def test_labels_are_refused_where_runs_carry_none(tmp_path: Path) -> None:
+    """Kubeflow Pipelines runs have no labels: asking for some is a 422 naming the field."""
+    root = make_project(tmp_path / "project", kfp_host="http://127.0.0.1:9")
+    service = create_service(root, "dev", backend="dry-run")
+    status, body = call(
+        service, "POST", "/pipelines/scoring/runs", {"parameters": {}, "labels": {"team": "a"}}
+    )
+    assert status == 422, body
+    assert {"field": "labels", "message": "Kubeflow Pipelines runs carry no labels"} in (
+        body["error"]["problems"]
+    )

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from vertexkit.orchestrators import ORCHESTRATORS, Orchestrator
 from vertexkit.project.config import ProjectConfig
 from vertexkit.service.auth import AuthError, PushVerifier
 from vertexkit.service.backends import Backend, NotFound, Submission
@@ -330,7 +331,8 @@ class Service:
             )
             given = {}
         labels = body.get("labels", {})
-        problems += _label_problems(labels, f"{where}labels", self.config.orchestrator)
+        kind = ORCHESTRATORS[self.config.orchestrator]
+        problems += _label_problems(labels, f"{where}labels", kind)
         display_name = body.get("display_name")
         if display_name is not None and (
             not isinstance(display_name, str)
@@ -399,11 +401,13 @@ def _kind(value: Any) -> str:
     )
 
 
-def _label_problems(labels: Any, field: str, orchestrator: str) -> list[dict[str, str]]:
+def _label_problems(
+    labels: Any, field: str, orchestrator: type[Orchestrator]
+) -> list[dict[str, str]]:
     if not isinstance(labels, dict):
         return [{"field": field, "message": f"expected an object, got {_kind(labels)}"}]
-    if labels and orchestrator == "kfp":
-        return [{"field": field, "message": "Kubeflow Pipelines runs carry no labels"}]
+    if labels and not orchestrator.supports_labels:
+        return [{"field": field, "message": f"{orchestrator.title} runs carry no labels"}]
     problems = []
     if len(labels) > MAX_LABELS:
         problems.append({"field": field, "message": f"at most {MAX_LABELS} labels"})
