@@ -48,6 +48,8 @@ from vertexkit.gcp.ci_resources import (
     IdentityPool,
     OidcProvider,
 )
+from vertexkit.gcp.gcloud import delete_if_found
+from vertexkit.gcp.gcloud import gcloud as _gcloud
 from vertexkit.gcp.infrastructure import Binding, Infrastructure
 from vertexkit.project.config import ConfigError, ProjectConfig
 from vertexkit.steps import CommandStep, LocalStep, Responses, Step, placeholder
@@ -792,10 +794,6 @@ def tfvars(infra: Infrastructure) -> dict[str, Any]:
 # --- gcloud -------------------------------------------------------------------------------
 
 
-def _gcloud(*args: str) -> tuple[str, ...]:
-    return ("gcloud", *args)
-
-
 def _with_number(step: CommandStep, responses: Responses) -> CommandStep:
     number = str(responses[NUMBER_STEP]).strip()
     return dataclasses.replace(step, command=tuple(a.replace(NUMBER, number) for a in step.command))
@@ -1082,34 +1080,38 @@ def plan_gcloud_teardown(infra: Infrastructure) -> list[Step]:
         at = (f"--region={region}", in_project)
         for trigger in reversed(ci.triggers):
             steps.append(
-                CommandStep(
+                delete_if_found(
                     f"delete Cloud Build trigger {trigger.name}",
-                    _gcloud("builds", "triggers", "delete", trigger.name, *at, "--quiet"),
-                    only_if=_gcloud("builds", "triggers", "describe", trigger.name, *at),
+                    ("builds", "triggers"),
+                    trigger.name,
+                    *at,
                 )
             )
-        linked = (connection.repository, f"--connection={connection.name}", *at)
         steps.append(
-            CommandStep(
+            delete_if_found(
                 f"unlink repository {connection.repository}",
-                _gcloud("builds", "repositories", "delete", *linked, "--quiet"),
-                only_if=_gcloud("builds", "repositories", "describe", *linked),
+                ("builds", "repositories"),
+                connection.repository,
+                f"--connection={connection.name}",
+                *at,
             )
         )
         steps.append(
-            CommandStep(
+            delete_if_found(
                 f"delete Cloud Build connection {connection.name}",
-                _gcloud("builds", "connections", "delete", connection.name, *at, "--quiet"),
-                only_if=_gcloud("builds", "connections", "describe", connection.name, *at),
+                ("builds", "connections"),
+                connection.name,
+                *at,
             )
         )
     if ci.pool is not None:
         at = ("--location=global", in_project)
         steps.append(
-            CommandStep(
+            delete_if_found(
                 f"delete workload identity pool {ci.pool.id} and its providers",
-                _gcloud("iam", "workload-identity-pools", "delete", ci.pool.id, *at, "--quiet"),
-                only_if=_gcloud("iam", "workload-identity-pools", "describe", ci.pool.id, *at),
+                ("iam", "workload-identity-pools"),
+                ci.pool.id,
+                *at,
             )
         )
     return steps

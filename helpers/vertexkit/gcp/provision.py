@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from vertexkit.gcp import alerting, ci_identity, service_infra
+from vertexkit.gcp.gcloud import delete_if_found
+from vertexkit.gcp.gcloud import gcloud as _gcloud
 from vertexkit.gcp.infrastructure import (
     Binding,
     Bucket,
@@ -313,10 +315,6 @@ def identities_table(infra: Infrastructure) -> str:
 # --- gcloud -------------------------------------------------------------------------------
 
 
-def _gcloud(*args: str) -> tuple[str, ...]:
-    return ("gcloud", *args)
-
-
 def _binding_command(b: Binding, infra: Infrastructure, verb: str) -> tuple[str, ...]:
     project, region = f"--project={infra.project_id}", f"--location={infra.region}"
     who = (f"--member={b.member}", f"--role={b.role}")
@@ -471,30 +469,25 @@ def plan_gcloud_teardown(
         )
     for secret in reversed(infra.secrets):
         steps.append(
-            CommandStep(
-                f"delete secret {secret.name}",
-                _gcloud("secrets", "delete", secret.name, project, "--quiet"),
-                only_if=_gcloud("secrets", "describe", secret.name, project),
-            )
+            delete_if_found(f"delete secret {secret.name}", ("secrets",), secret.name, project)
         )
     for account in reversed(infra.service_accounts):
         steps.append(
-            CommandStep(
+            delete_if_found(
                 f"delete service account {account.account_id}",
-                _gcloud("iam", "service-accounts", "delete", account.email, project, "--quiet"),
-                only_if=_gcloud("iam", "service-accounts", "describe", account.email, project),
+                ("iam", "service-accounts"),
+                account.email,
+                project,
             )
         )
     for repo in reversed(infra.repositories):
         steps.append(
-            CommandStep(
+            delete_if_found(
                 f"delete {repo.format} repository {repo.id}",
-                _gcloud(
-                    "artifacts", "repositories", "delete", repo.id, location, project, "--quiet"
-                ),
-                only_if=_gcloud(
-                    "artifacts", "repositories", "describe", repo.id, location, project
-                ),
+                ("artifacts", "repositories"),
+                repo.id,
+                location,
+                project,
             )
         )
     kept: list[str] = []

@@ -37,6 +37,8 @@ from typing import Any
 import vertexkit
 from vertexkit import __version__
 from vertexkit.gcp import build
+from vertexkit.gcp.gcloud import delete_if_found
+from vertexkit.gcp.gcloud import gcloud as _gcloud
 from vertexkit.gcp.infrastructure import (
     Binding,
     Infrastructure,
@@ -783,10 +785,6 @@ NUMBER_STEP = "find the project number"
 NUMBER = placeholder(NUMBER_STEP, "projectNumber")
 
 
-def _gcloud(*args: str) -> tuple[str, ...]:
-    return ("gcloud", *args)
-
-
 def _numbered(step: CommandStep) -> CommandStep:
     """``step`` with the project number filled in from the earlier lookup when it is sent."""
     if not any(NUMBER in part for part in step.command):
@@ -1006,43 +1004,49 @@ def plan_gcloud_teardown(infra: Infrastructure) -> list[Step]:
     steps: list[Step] = []
     for job in reversed(infra.scheduler_jobs):
         steps.append(
-            CommandStep(
+            delete_if_found(
                 f"delete Cloud Scheduler job {job.name}",
-                _gcloud("scheduler", "jobs", "delete", job.name, location, project, "--quiet"),
-                only_if=_gcloud("scheduler", "jobs", "describe", job.name, location, project),
+                ("scheduler", "jobs"),
+                job.name,
+                location,
+                project,
             )
         )
     for sub in reversed(infra.subscriptions):
         steps.append(
-            CommandStep(
+            delete_if_found(
                 f"delete Pub/Sub subscription {sub.name}",
-                _gcloud("pubsub", "subscriptions", "delete", sub.name, project, "--quiet"),
-                only_if=_gcloud("pubsub", "subscriptions", "describe", sub.name, project),
+                ("pubsub", "subscriptions"),
+                sub.name,
+                project,
             )
         )
     for topic in reversed(infra.topics):
         steps.append(
-            CommandStep(
-                f"delete Pub/Sub topic {topic.name}",
-                _gcloud("pubsub", "topics", "delete", topic.name, project, "--quiet"),
-                only_if=_gcloud("pubsub", "topics", "describe", topic.name, project),
+            delete_if_found(
+                f"delete Pub/Sub topic {topic.name}", ("pubsub", "topics"), topic.name, project
             )
         )
     service = infra.submission
     if service is not None and service.kind == "cloud-run":
         steps.append(
-            CommandStep(
+            delete_if_found(
                 f"delete Cloud Run service {service.name}",
-                _gcloud("run", "services", "delete", service.name, region, project, "--quiet"),
-                only_if=_gcloud("run", "services", "describe", service.name, region, project),
+                ("run", "services"),
+                service.name,
+                region,
+                project,
             )
         )
     elif service is not None:
         steps.append(
-            CommandStep(
+            delete_if_found(
                 f"delete Cloud Function {service.name}",
-                _gcloud("functions", "delete", service.name, "--gen2", region, project, "--quiet"),
-                only_if=_gcloud("functions", "describe", service.name, "--gen2", region, project),
+                ("functions",),
+                service.name,
+                "--gen2",
+                region,
+                project,
             )
         )
     return steps
